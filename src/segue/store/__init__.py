@@ -1,0 +1,28 @@
+"""Durable state behind the ``Store`` protocol: SQLite (embedded) and PostgreSQL."""
+
+from segue.store.protocol import SourceExistsError, Store
+from segue.store.records import (
+    ClaimedDelivery,
+    Delivery,
+    DeliveryState,
+    EventQuery,
+    NewEvent,
+    Settlement,
+    Source,
+    SourceKind,
+    StoredEvent,
+)
+
+__all__ = [
+    "ClaimedDelivery",
+    "Delivery",
+    "DeliveryState",
+    "EventQuery",
+    "NewEvent",
+    "Settlement",
+    "Source",
+    "SourceExistsError",
+    "SourceKind",
+    "Store",
+    "StoredEvent",
+]

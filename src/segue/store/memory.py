@@ -1,0 +1,219 @@
+"""An in-memory Store for tests: same contract, no durability."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Sequence
+
+from segue.store.protocol import SourceExistsError
+from segue.store.records import (
+    ClaimedDelivery,
+    Delivery,
+    DeliveryState,
+    EventQuery,
+    NewEvent,
+    Settlement,
+    Source,
+    SourceKind,
+    StoredEvent,
+)
+from segue.timeutil import now_ms
+
+_DUE_STATES = (DeliveryState.PENDING, DeliveryState.AWAITING_RETRY)
+
+
+class InMemoryStore:
+    dialect = "memory"
+
+    def __init__(self) -> None:
+        self.sources: dict[str, Source] = {}
+        self.events: list[StoredEvent] = []
+        self.dedup: dict[tuple[str, str], int] = {}
+        self.deliveries: dict[int, Delivery] = {}
+        self._leases: dict[int, int] = {}
+        self.meta: dict[str, str] = {}
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def create_source(
+        self,
+        name: str,
+        write_key: str,
+        kind: SourceKind = SourceKind.STANDARD,
+        rate_limit: float | None = None,
+    ) -> Source:
+        if name in self.sources or any(s.write_key == write_key for s in self.sources.values()):
+            raise SourceExistsError(f"a source named {name!r} or with that write key exists")
+        source = Source(
+            id=f"src_{uuid.uuid4().hex[:20]}",
+            name=name,
+            write_key=write_key,
+            kind=kind,
+            rate_limit=rate_limit or None,
+            created_at_ms=now_ms(),
+        )
+        self.sources[name] = source
+        return source
+
+    async def get_source(self, name: str) -> Source | None:
+        return self.sources.get(name)
+
+    async def list_sources(self) -> list[Source]:
+        return sorted(self.sources.values(), key=lambda s: s.name)
+
+    async def update_source(
+        self,
+        name: str,
+        *,
+        enabled: bool | None = None,
+        write_key: str | None = None,
+        kind: SourceKind | None = None,
+        rate_limit: float | None = None,
+    ) -> Source | None:
+        current = self.sources.get(name)
+        if current is None:
+            return None
+        if write_key is not None and any(
+            s.write_key == write_key and s.name != name for s in self.sources.values()
+        ):
+            raise SourceExistsError("another source has that write key")
+        updated = dataclasses.replace(
+            current,
+            enabled=current.enabled if enabled is None else enabled,
+            write_key=current.write_key if write_key is None else write_key,
+            kind=current.kind if kind is None else kind,
+            rate_limit=current.rate_limit if rate_limit is None else (rate_limit or None),
+        )
+        self.sources[name] = updated
+        return updated
+
+    async def delete_source(self, name: str) -> bool:
+        return self.sources.pop(name, None) is not None
+
+    async def append_events(
+        self, events: Sequence[NewEvent], *, dedup_window_ms: int
+    ) -> list[bool]:
+        stored = []
+        for event in events:
+            key = (event.source_id, event.message_id)
+            seen = self.dedup.get(key)
+            if seen is not None and seen >= event.received_at_ms - dedup_window_ms:
+                stored.append(False)
+                continue
+            self.dedup[key] = event.received_at_ms
+            event_id = len(self.events) + 1
+            self.events.append(
+                StoredEvent(
+                    id=event_id,
+                    source_id=event.source_id,
+                    message_id=event.message_id,
+                    type=event.type,
+                    received_at_ms=event.received_at_ms,
+                    payload=event.payload,
+                    user_id=event.user_id,
+                    anonymous_id=event.anonymous_id,
+                )
+            )
+            for destination in event.destinations:
+                delivery_id = len(self.deliveries) + 1
+                self.deliveries[delivery_id] = Delivery(
+                    id=delivery_id,
+                    event_id=event_id,
+                    destination_id=destination,
+                    state=DeliveryState.PENDING,
+                    attempts=0,
+                    created_at_ms=event.received_at_ms,
+                    updated_at_ms=event.received_at_ms,
+                    next_attempt_at_ms=event.received_at_ms,
+                )
+            stored.append(True)
+        return stored
+
+    async def list_events(self, query: EventQuery) -> list[StoredEvent]:
+        found = []
+        for event in reversed(self.events):
+            if query.before is not None and event.id >= query.before:
+                continue
+            if query.source_id is not None and event.source_id != query.source_id:
+                continue
+            if query.user_id is not None and event.user_id != query.user_id:
+                continue
+            if query.type is not None and event.type != query.type:
+                continue
+            found.append(event)
+            if len(found) >= query.limit:
+                break
+        return found
+
+    async def count_events(self, source_id: str | None = None) -> int:
+        return sum(1 for e in self.events if source_id is None or e.source_id == source_id)
+
+    async def prune_dedup(self, older_than_ms: int) -> int:
+        old = [key for key, seen in self.dedup.items() if seen < older_than_ms]
+        for key in old:
+            del self.dedup[key]
+        return len(old)
+
+    async def claim_deliveries(
+        self, worker: str, limit: int, now_ms: int, lease_ms: int
+    ) -> list[ClaimedDelivery]:
+        due = sorted(
+            (
+                d
+                for d in self.deliveries.values()
+                if (d.next_attempt_at_ms or 0) <= now_ms
+                and (
+                    d.state in _DUE_STATES
+                    or (d.state is DeliveryState.EXECUTING and self._leases.get(d.id, 0) <= now_ms)
+                )
+            ),
+            key=lambda d: d.next_attempt_at_ms or 0,
+        )[:limit]
+        claimed = []
+        for delivery in due:
+            leased = dataclasses.replace(
+                delivery,
+                state=DeliveryState.EXECUTING,
+                attempts=delivery.attempts + 1,
+                next_attempt_at_ms=now_ms + lease_ms,
+                updated_at_ms=now_ms,
+            )
+            self.deliveries[delivery.id] = leased
+            self._leases[delivery.id] = now_ms + lease_ms
+            claimed.append(
+                ClaimedDelivery(
+                    id=leased.id,
+                    event_id=leased.event_id,
+                    destination_id=leased.destination_id,
+                    attempts=leased.attempts,
+                    created_at_ms=leased.created_at_ms,
+                    payload=self.events[leased.event_id - 1].payload,
+                )
+            )
+        return claimed
+
+    async def settle_deliveries(self, settlements: Sequence[Settlement], now_ms: int) -> None:
+        for s in settlements:
+            current = self.deliveries[s.delivery_id]
+            self._leases.pop(s.delivery_id, None)
+            self.deliveries[s.delivery_id] = dataclasses.replace(
+                current,
+                state=s.state,
+                next_attempt_at_ms=s.next_attempt_at_ms or now_ms,
+                last_error=s.error,
+                updated_at_ms=now_ms,
+            )
+
+    async def get_delivery(self, delivery_id: int) -> Delivery | None:
+        return self.deliveries.get(delivery_id)
+
+    async def get_meta(self, key: str) -> str | None:
+        return self.meta.get(key)
+
+    async def set_meta(self, key: str, value: str) -> None:
+        self.meta[key] = value

@@ -1,0 +1,94 @@
+"""The Store protocol: everything segue persists goes through these methods.
+
+Backends (SQLite embedded, PostgreSQL scale-out, an in-memory fake for tests) all
+pass the same contract suite in ``tests/integration/test_store_contract.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from segue.store.records import (
+    ClaimedDelivery,
+    Delivery,
+    EventQuery,
+    NewEvent,
+    Settlement,
+    Source,
+    SourceKind,
+    StoredEvent,
+)
+
+
+class SourceExistsError(Exception):
+    """A source with that name or write key already exists."""
+
+
+class Store(Protocol):
+    """Durable state of one segue deployment."""
+
+    async def open(self) -> None:
+        """Connect and apply pending schema migrations."""
+
+    async def close(self) -> None:
+        """Flush pending writes and release connections."""
+
+    # -- sources -----------------------------------------------------------
+    async def create_source(
+        self,
+        name: str,
+        write_key: str,
+        kind: SourceKind = SourceKind.STANDARD,
+        rate_limit: float | None = None,
+    ) -> Source: ...
+
+    async def get_source(self, name: str) -> Source | None: ...
+
+    async def list_sources(self) -> list[Source]: ...
+
+    async def update_source(
+        self,
+        name: str,
+        *,
+        enabled: bool | None = None,
+        write_key: str | None = None,
+        kind: SourceKind | None = None,
+        rate_limit: float | None = None,
+    ) -> Source | None:
+        """Change the given fields; ``rate_limit=0`` removes the limit."""
+
+    async def delete_source(self, name: str) -> bool: ...
+
+    # -- events ------------------------------------------------------------
+    async def append_events(
+        self, events: Sequence[NewEvent], *, dedup_window_ms: int
+    ) -> list[bool]:
+        """Durably commit ``events`` (and their deliveries) before returning.
+
+        Returns, per event, True if stored or False if it was a duplicate of a
+        (source, messageId) seen within ``dedup_window_ms``.
+        """
+
+    async def list_events(self, query: EventQuery) -> list[StoredEvent]: ...
+
+    async def count_events(self, source_id: str | None = None) -> int: ...
+
+    async def prune_dedup(self, older_than_ms: int) -> int:
+        """Forget messageIds first seen before ``older_than_ms``."""
+
+    # -- delivery queue ----------------------------------------------------
+    async def claim_deliveries(
+        self, worker: str, limit: int, now_ms: int, lease_ms: int
+    ) -> list[ClaimedDelivery]:
+        """Lease due deliveries (or ones whose lease ran out) to ``worker``."""
+
+    async def settle_deliveries(self, settlements: Sequence[Settlement], now_ms: int) -> None:
+        """Record outcomes of claimed deliveries in one commit."""
+
+    async def get_delivery(self, delivery_id: int) -> Delivery | None: ...
+
+    # -- settings ----------------------------------------------------------
+    async def get_meta(self, key: str) -> str | None: ...
+
+    async def set_meta(self, key: str, value: str) -> None: ...

@@ -1,0 +1,118 @@
+"""Plain records that cross the Store boundary (no backend types leak out)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class SourceKind(StrEnum):
+    STANDARD = "standard"
+    STREAM = "stream"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A place events come from, identified on the wire by its write key."""
+
+    id: str
+    name: str
+    write_key: str
+    kind: SourceKind = SourceKind.STANDARD
+    enabled: bool = True
+    rate_limit: float | None = None  # requests per second; None = unlimited
+    created_at_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """A normalised event ready to be appended; payload is its JSON encoding.
+
+    ``destinations`` names the destination ids the event fans out to, so that the
+    event and its deliveries are committed in one transaction.
+    """
+
+    source_id: str
+    message_id: str
+    type: str
+    received_at_ms: int
+    payload: bytes
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    destinations: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    id: int
+    source_id: str
+    message_id: str
+    type: str
+    received_at_ms: int
+    payload: bytes
+    user_id: str | None = None
+    anonymous_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    """Filters for listing stored events, newest first; ``before`` is the cursor."""
+
+    source_id: str | None = None
+    user_id: str | None = None
+    type: str | None = None
+    limit: int = 100
+    before: int | None = None
+
+
+class DeliveryState(StrEnum):
+    """Centrifuge-like states of one event on its way to one destination."""
+
+    PENDING = "pending"
+    EXECUTING = "executing"
+    SUCCEEDED = "succeeded"
+    DISCARDED = "discarded"
+    AWAITING_RETRY = "awaiting_retry"
+    EXPIRED = "expired"
+
+
+FINAL_STATES = frozenset(
+    {DeliveryState.SUCCEEDED, DeliveryState.DISCARDED, DeliveryState.EXPIRED}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    """A delivery leased to one worker until ``lease_until_ms``."""
+
+    id: int
+    event_id: int
+    destination_id: str
+    attempts: int
+    created_at_ms: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What a worker decided about a claimed delivery."""
+
+    delivery_id: int
+    state: DeliveryState
+    next_attempt_at_ms: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    id: int
+    event_id: int
+    destination_id: str
+    state: DeliveryState
+    attempts: int
+    created_at_ms: int
+    updated_at_ms: int
+    next_attempt_at_ms: int | None = None
+    last_error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,3 @@
+from segue.store.sqlite.backend import SQLiteStore
+
+__all__ = ["SQLiteStore"]

@@ -1,0 +1,322 @@
+"""The embedded default store: SQLite in WAL mode, one writer thread, group commit."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from segue.store.protocol import SourceExistsError
+from segue.store.queries import load_queries
+from segue.store.records import (
+    ClaimedDelivery,
+    Delivery,
+    DeliveryState,
+    EventQuery,
+    NewEvent,
+    Settlement,
+    Source,
+    SourceKind,
+    StoredEvent,
+)
+from segue.store.sqlite.connection import connect, migrate
+from segue.store.sqlite.writer import CommitObserver, GroupCommitWriter
+from segue.timeutil import now_ms
+
+T = TypeVar("T")
+Q = load_queries("sqlite")
+_SOURCE_COLUMNS = 7
+
+
+class SQLiteStore:
+    """Store backed by one SQLite file (see ``segue.store.protocol.Store``)."""
+
+    dialect = "sqlite"
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        synchronous: str = "full",
+        readers: int = 2,
+        on_commit: CommitObserver | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self._synchronous = synchronous
+        self._writer = GroupCommitWriter(self._connect_writer, on_commit=on_commit)
+        self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="segue-sqlite-read")
+        self._local = threading.local()
+        self._read_connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        conn = connect(self.path, synchronous=self._synchronous)
+        migrate(conn)
+        return conn
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(self._writer.start)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._writer.stop)
+        self._readers.shutdown(wait=True)
+        with self._lock:
+            for conn in self._read_connections:
+                conn.close()
+            self._read_connections.clear()
+
+    # -- plumbing ----------------------------------------------------------
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._writer.submit(fn)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._with_reader, fn)
+
+    def _with_reader(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, synchronous=self._synchronous)
+            conn.execute("PRAGMA query_only = ON")
+            self._local.conn = conn
+            with self._lock:
+                self._read_connections.append(conn)
+        return fn(conn)
+
+    # -- sources -----------------------------------------------------------
+    async def create_source(
+        self,
+        name: str,
+        write_key: str,
+        kind: SourceKind = SourceKind.STANDARD,
+        rate_limit: float | None = None,
+    ) -> Source:
+        source = Source(
+            id=f"src_{uuid.uuid4().hex[:20]}",
+            name=name,
+            write_key=write_key,
+            kind=kind,
+            rate_limit=rate_limit or None,
+            created_at_ms=now_ms(),
+        )
+
+        def insert(conn: sqlite3.Connection) -> Source:
+            try:
+                conn.execute(
+                    Q["insert_source"],
+                    (source.id, name, write_key, kind.value, source.rate_limit, source.created_at_ms),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise SourceExistsError(f"a source named {name!r} or with that write key exists") from exc
+            return source
+
+        return await self._write(insert)
+
+    async def get_source(self, name: str) -> Source | None:
+        row = await self._read(lambda c: c.execute(Q["select_source_by_name"], (name,)).fetchone())
+        return _source(row) if row else None
+
+    async def list_sources(self) -> list[Source]:
+        rows = await self._read(lambda c: c.execute(Q["select_sources"]).fetchall())
+        return [_source(row) for row in rows]
+
+    async def update_source(
+        self,
+        name: str,
+        *,
+        enabled: bool | None = None,
+        write_key: str | None = None,
+        kind: SourceKind | None = None,
+        rate_limit: float | None = None,
+    ) -> Source | None:
+        def update(conn: sqlite3.Connection) -> Source | None:
+            row = conn.execute(Q["select_source_by_name"], (name,)).fetchone()
+            if row is None:
+                return None
+            current = _source(row)
+            new_limit = current.rate_limit if rate_limit is None else (rate_limit or None)
+            values = (
+                int(current.enabled if enabled is None else enabled),
+                current.write_key if write_key is None else write_key,
+                (current.kind if kind is None else kind).value,
+                new_limit,
+                name,
+            )
+            try:
+                conn.execute(Q["update_source"], values)
+            except sqlite3.IntegrityError as exc:
+                raise SourceExistsError("another source has that write key") from exc
+            return _source(conn.execute(Q["select_source_by_name"], (name,)).fetchone())
+
+        return await self._write(update)
+
+    async def delete_source(self, name: str) -> bool:
+        return await self._write(lambda c: c.execute(Q["delete_source"], (name,)).rowcount > 0)
+
+    # -- events ------------------------------------------------------------
+    async def append_events(
+        self, events: Sequence[NewEvent], *, dedup_window_ms: int
+    ) -> list[bool]:
+        return await self._write(lambda conn: _append(conn, events, dedup_window_ms))
+
+    async def list_events(self, query: EventQuery) -> list[StoredEvent]:
+        sql, params = _event_query(query)
+        rows = await self._read(lambda c: c.execute(sql, params).fetchall())
+        return [StoredEvent(*row) for row in rows]
+
+    async def count_events(self, source_id: str | None = None) -> int:
+        if source_id is None:
+            row = await self._read(lambda c: c.execute(Q["count_events"]).fetchone())
+        else:
+            row = await self._read(
+                lambda c: c.execute(Q["count_events_of_source"], (source_id,)).fetchone()
+            )
+        return int(row[0])
+
+    async def prune_dedup(self, older_than_ms: int) -> int:
+        total = 0
+        while True:
+            removed = await self._write(
+                lambda c: c.execute(Q["prune_dedup"], (older_than_ms, 5000)).rowcount
+            )
+            total += removed
+            if removed < 5000:
+                return total
+
+    # -- delivery queue ----------------------------------------------------
+    async def claim_deliveries(
+        self, worker: str, limit: int, now_ms: int, lease_ms: int
+    ) -> list[ClaimedDelivery]:
+        return await self._write(lambda c: _claim(c, worker, limit, now_ms, lease_ms))
+
+    async def settle_deliveries(self, settlements: Sequence[Settlement], now_ms: int) -> None:
+        def settle(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                Q["settle_delivery"],
+                [
+                    (s.state.value, s.next_attempt_at_ms or now_ms, s.error, now_ms, s.delivery_id)
+                    for s in settlements
+                ],
+            )
+
+        await self._write(settle)
+
+    async def get_delivery(self, delivery_id: int) -> Delivery | None:
+        row = await self._read(lambda c: c.execute(Q["select_delivery"], (delivery_id,)).fetchone())
+        if row is None:
+            return None
+        return Delivery(
+            id=row[0],
+            event_id=row[1],
+            destination_id=row[2],
+            state=DeliveryState(row[3]),
+            attempts=row[4],
+            created_at_ms=row[5],
+            updated_at_ms=row[6],
+            next_attempt_at_ms=row[7],
+            last_error=row[8],
+        )
+
+    # -- settings ----------------------------------------------------------
+    async def get_meta(self, key: str) -> str | None:
+        row = await self._read(lambda c: c.execute(Q["select_meta"], (key,)).fetchone())
+        return str(row[0]) if row else None
+
+    async def set_meta(self, key: str, value: str) -> None:
+        await self._write(lambda c: c.execute(Q["upsert_meta"], (key, value)))
+
+
+def _source(row: Sequence[Any]) -> Source:
+    return Source(
+        id=row[0],
+        name=row[1],
+        write_key=row[2],
+        kind=SourceKind(row[3]),
+        enabled=bool(row[4]),
+        rate_limit=row[5],
+        created_at_ms=row[6],
+    )
+
+
+def _append(conn: sqlite3.Connection, events: Sequence[NewEvent], window_ms: int) -> list[bool]:
+    remember, insert, enqueue = Q["remember_message"], Q["insert_event"], Q["insert_delivery"]
+    stored: list[bool] = []
+    for event in events:
+        cutoff = event.received_at_ms - window_ms
+        fresh = conn.execute(
+            remember, (event.source_id, event.message_id, event.received_at_ms, cutoff)
+        ).rowcount
+        if not fresh:
+            stored.append(False)
+            continue
+        cursor = conn.execute(
+            insert,
+            (
+                event.source_id,
+                event.message_id,
+                event.type,
+                event.user_id,
+                event.anonymous_id,
+                event.received_at_ms,
+                event.payload,
+            ),
+        )
+        if event.destinations:
+            at = event.received_at_ms
+            conn.executemany(
+                enqueue, [(cursor.lastrowid, dest, at, at, at) for dest in event.destinations]
+            )
+        stored.append(True)
+    return stored
+
+
+def _event_query(query: EventQuery) -> tuple[str, list[Any]]:
+    """Build the listing query; the filters are optional so it is assembled here."""
+    clauses, params = [], []
+    for column, value in (
+        ("source_id", query.source_id),
+        ("user_id", query.user_id),
+        ("type", query.type),
+    ):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    if query.before is not None:
+        clauses.append("id < ?")
+        params.append(query.before)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    sql = (
+        "SELECT id, source_id, message_id, type, received_at_ms, payload, user_id, anonymous_id"
+        f" FROM events {where} ORDER BY id DESC LIMIT ?"
+    )
+    params.append(query.limit)
+    return sql, params
+
+
+def _claim(
+    conn: sqlite3.Connection, worker: str, limit: int, now: int, lease_ms: int
+) -> list[ClaimedDelivery]:
+    ids = [row[0] for row in conn.execute(Q["select_due_deliveries"], (now, now, limit))]
+    claimed = []
+    for delivery_id in ids:
+        row = conn.execute(
+            Q["lease_delivery"], (worker, now + lease_ms, now + lease_ms, now, delivery_id)
+        ).fetchone()
+        payload = conn.execute(Q["select_event_payload"], (row[1],)).fetchone()
+        claimed.append(
+            ClaimedDelivery(
+                id=row[0],
+                event_id=row[1],
+                destination_id=row[2],
+                attempts=row[3],
+                created_at_ms=row[4],
+                payload=payload[0] if payload else b"{}",
+            )
+        )
+    return claimed
