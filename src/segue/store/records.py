@@ -77,9 +77,7 @@ class DeliveryState(StrEnum):
     EXPIRED = "expired"
 
 
-FINAL_STATES = frozenset(
-    {DeliveryState.SUCCEEDED, DeliveryState.DISCARDED, DeliveryState.EXPIRED}
-)
+FINAL_STATES = frozenset({DeliveryState.SUCCEEDED, DeliveryState.DISCARDED, DeliveryState.EXPIRED})
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,7 +49,9 @@ class SQLiteStore:
         self.path = Path(path)
         self._synchronous = synchronous
         self._writer = GroupCommitWriter(self._connect_writer, on_commit=on_commit)
-        self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="segue-sqlite-read")
+        self._readers = ThreadPoolExecutor(
+            max_workers=readers, thread_name_prefix="segue-sqlite-read"
+        )
         self._local = threading.local()
         self._read_connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -110,10 +112,19 @@ class SQLiteStore:
             try:
                 conn.execute(
                     Q["insert_source"],
-                    (source.id, name, write_key, kind.value, source.rate_limit, source.created_at_ms),
+                    (
+                        source.id,
+                        name,
+                        write_key,
+                        kind.value,
+                        source.rate_limit,
+                        source.created_at_ms,
+                    ),
                 )
             except sqlite3.IntegrityError as exc:
-                raise SourceExistsError(f"a source named {name!r} or with that write key exists") from exc
+                raise SourceExistsError(
+                    f"a source named {name!r} or with that write key exists"
+                ) from exc
             return source
 
         return await self._write(insert)
@@ -278,7 +289,8 @@ def _append(conn: sqlite3.Connection, events: Sequence[NewEvent], window_ms: int
 
 def _event_query(query: EventQuery) -> tuple[str, list[Any]]:
     """Build the listing query; the filters are optional so it is assembled here."""
-    clauses, params = [], []
+    clauses: list[str] = []
+    params: list[Any] = []
     for column, value in (
         ("source_id", query.source_id),
         ("user_id", query.user_id),

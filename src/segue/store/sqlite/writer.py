@@ -10,6 +10,7 @@ share the cost of one fsync.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -162,10 +163,8 @@ def _deliver(outcomes: list[tuple[_Pending[Any], Any, BaseException | None]]) ->
         else:
             by_loop.setdefault(job.loop, []).append((job.future, result, error))
     for loop, items in by_loop.items():
-        try:
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
             loop.call_soon_threadsafe(_resolve_all, items)
-        except RuntimeError:  # that loop is closed; nobody is waiting any more
-            pass
 
 
 def _resolve_all(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:

@@ -1,0 +1,142 @@
+"""The one ASGI app on segue's one port: Tracking API, admin API, health, metrics.
+
+Requests are dispatched by path prefix without a framework in between, so the
+Tracking API's hot path costs no more than its own work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from segue.asgi import ASGIApp, Receive, Scope, Send, send_bytes, send_json
+from segue.bootstrap import BootReport, admin_token, apply_sources, ensure_data_dir
+from segue.config import ServerConfig
+from segue.devcenter.admin import AdminAPI
+from segue.devcenter.auth import BearerTokenGuard
+from segue.ingest.app import IngestSettings, TrackingAPI
+from segue.ingest.pipeline import Ingestor
+from segue.ingest.sources import SourceDirectory
+from segue.metrics import CONTENT_TYPE_LATEST, Metrics
+from segue.store import Store
+from segue.store.factory import open_store
+from segue.timeutil import now_ms
+
+log = logging.getLogger("segue")
+
+DEDUP_PRUNE_INTERVAL_S = 60.0
+
+
+@dataclass
+class Segue:
+    """A running segue: its store and the ASGI app in front of it."""
+
+    config: ServerConfig
+    store: Store
+    metrics: Metrics
+    sources: SourceDirectory
+    ingestor: Ingestor
+    tracking: TrackingAPI
+    report: BootReport | None = None
+    _admin: ASGIApp | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, config: ServerConfig, store: Store | None = None) -> Segue:
+        metrics = Metrics()
+        if store is None:
+            store = open_store(config.database(), on_commit=metrics.observe_commit)
+        sources = SourceDirectory(store)
+        ingestor = Ingestor(store, dedup_window_ms=config.dedup_window_s * 1000, metrics=metrics)
+        tracking = TrackingAPI(
+            ingestor,
+            sources,
+            metrics=metrics,
+            settings=IngestSettings(trust_forwarded_for=config.trust_forwarded_for),
+        )
+        return cls(config, store, metrics, sources, ingestor, tracking)
+
+    async def startup(self) -> BootReport:
+        if self.config.database_url is None:
+            ensure_data_dir(self.config.data_dir)
+        token, created = admin_token(self.config)
+        await self.store.open()
+        report = BootReport(admin_token=token, token_created=created)
+        await apply_sources(self.config, self.store, report)
+        await self.sources.refresh()
+        admin = AdminAPI(self.store, self.sources).app()
+        self._admin = BearerTokenGuard(admin, token, public=frozenset({"/api/v1/openapi.json"}))
+        self._tasks.append(asyncio.create_task(self._prune_dedup_forever()))
+        self.report = report
+        return report
+
+    async def shutdown(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.store.close()
+
+    async def _prune_dedup_forever(self) -> None:
+        window_ms = self.config.dedup_window_s * 1000
+        while True:
+            await asyncio.sleep(DEDUP_PRUNE_INTERVAL_S)
+            try:
+                await self.store.prune_dedup(now_ms() - window_ms)
+            except Exception:  # keep pruning on the next tick; never kill the server
+                log.exception("pruning the dedup window failed")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path: str = scope["path"]
+            if path.startswith("/v1/"):
+                await self.tracking(scope, receive, send)
+            elif path.startswith("/api/v1/") or path == "/api/v1":
+                await self._admin_app(scope, receive, send)
+            elif path == "/health":
+                await send_json(send, 200, {"status": "ok", "store": _dialect(self.store)})
+            elif path == "/metrics":
+                await send_bytes(send, 200, self.metrics.render(), CONTENT_TYPE_LATEST.encode())
+            elif path == "/":
+                await send_json(
+                    send,
+                    200,
+                    {"name": "segue", "tracking_api": "/v1/", "admin_api": "/api/v1/openapi.json"},
+                )
+            else:
+                await send_json(send, 404, {"message": f"nothing at {path}"})
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _admin_app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._admin is None:
+            await send_json(send, 503, {"message": "segue is starting"})
+            return
+        # Starlette routes on path minus root_path: mount the admin app at /api/v1
+        await self._admin({**scope, "root_path": "/api/v1"}, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    if self.report is None:
+                        await self.startup()
+                except Exception as exc:
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def _dialect(store: Store) -> str:
+    return str(getattr(store, "dialect", type(store).__name__))

@@ -1,0 +1,1 @@
+"""The Developer Center: the admin API (JSON) and, later, the web UI."""

@@ -1,0 +1,220 @@
+"""The admin API (``/api/v1``): sources and stored events, as JSON.
+
+Everything the Developer Center shows is available here, behind the admin token.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from segue.bootstrap import new_write_key
+from segue.devcenter.openapi import openapi_document
+from segue.ingest.sources import SourceDirectory
+from segue.store import EventQuery, Source, SourceExistsError, SourceKind, Store, StoredEvent
+
+MAX_EVENT_PAGE = 1000
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"message": message}, status_code=status)
+
+
+def source_json(source: Source, event_count: int | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": source.id,
+        "name": source.name,
+        "write_key": source.write_key,
+        "kind": source.kind.value,
+        "enabled": source.enabled,
+        "rate_limit": source.rate_limit,
+        "created_at_ms": source.created_at_ms,
+    }
+    if event_count is not None:
+        data["event_count"] = event_count
+    return data
+
+
+def event_json(event: StoredEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "source_id": event.source_id,
+        "type": event.type,
+        "message_id": event.message_id,
+        "user_id": event.user_id,
+        "anonymous_id": event.anonymous_id,
+        "received_at_ms": event.received_at_ms,
+        "event": orjson.loads(event.payload),
+    }
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    try:
+        data = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        raise HTTPException(400, "the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise HTTPException(400, "the body must be a JSON object")
+    return data
+
+
+def _encode_cursor(event_id: int) -> str:
+    return base64.urlsafe_b64encode(str(event_id).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+    except ValueError:
+        raise HTTPException(400, "`cursor` is not a cursor this API returned") from None
+
+
+class AdminAPI:
+    """Builds the Starlette app; handlers are methods so they share the store."""
+
+    def __init__(self, store: Store, sources: SourceDirectory) -> None:
+        self.store = store
+        self.sources = sources
+
+    def app(self) -> Starlette:
+        routes = [
+            Route("/openapi.json", self.openapi, methods=["GET"]),
+            Route("/sources", self.list_sources, methods=["GET"]),
+            Route("/sources", self.create_source, methods=["POST"]),
+            Route("/sources/{name}", self.get_source, methods=["GET"]),
+            Route("/sources/{name}", self.update_source, methods=["PATCH"]),
+            Route("/sources/{name}", self.delete_source, methods=["DELETE"]),
+            Route("/events", self.list_events, methods=["GET"]),
+        ]
+        return Starlette(
+            routes=routes,
+            exception_handlers={HTTPException: self._http_error},  # type: ignore[dict-item]
+        )
+
+    async def _http_error(self, request: Request, exc: HTTPException) -> Response:
+        return error(exc.status_code, exc.detail)
+
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(openapi_document())
+
+    async def list_sources(self, request: Request) -> Response:
+        sources = await self.store.list_sources()
+        counts = [await self.store.count_events(s.id) for s in sources]
+        return JSONResponse(
+            {"sources": [source_json(s, n) for s, n in zip(sources, counts, strict=True)]}
+        )
+
+    async def create_source(self, request: Request) -> Response:
+        body = await json_body(request)
+        name = body.get("name")
+        if not isinstance(name, str) or not name or not set(name) <= _NAME_CHARS:
+            return error(400, "`name` is required: lower-case letters, digits, - and _")
+        write_key = body.get("write_key") or new_write_key()
+        if not isinstance(write_key, str):
+            return error(400, "`write_key` must be a string")
+        try:
+            kind = SourceKind(body.get("kind", "standard"))
+        except ValueError:
+            return error(400, "`kind` must be standard or stream")
+        rate_limit = _rate_limit(body)
+        try:
+            source = await self.store.create_source(name, write_key, kind, rate_limit)
+        except SourceExistsError as exc:
+            return error(409, str(exc))
+        self.sources.invalidate()
+        return JSONResponse(source_json(source, 0), status_code=201)
+
+    async def get_source(self, request: Request) -> Response:
+        source = await self.store.get_source(request.path_params["name"])
+        if source is None:
+            return error(404, f"no source named {request.path_params['name']!r}")
+        return JSONResponse(source_json(source, await self.store.count_events(source.id)))
+
+    async def update_source(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        body = await json_body(request)
+        allowed = {"enabled", "write_key", "rotate_write_key", "kind", "rate_limit"}
+        if unknown := set(body) - allowed:
+            return error(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+        enabled = body.get("enabled")
+        if enabled is not None and not isinstance(enabled, bool):
+            return error(400, "`enabled` must be true or false")
+        write_key = body.get("write_key")
+        if body.get("rotate_write_key") is True:
+            write_key = new_write_key()
+        if write_key is not None and not isinstance(write_key, str):
+            return error(400, "`write_key` must be a string")
+        kind = None
+        if "kind" in body:
+            try:
+                kind = SourceKind(body["kind"])
+            except ValueError:
+                return error(400, "`kind` must be standard or stream")
+        rate_limit = (_rate_limit(body) or 0.0) if "rate_limit" in body else None
+        try:
+            source = await self.store.update_source(
+                name, enabled=enabled, write_key=write_key, kind=kind, rate_limit=rate_limit
+            )
+        except SourceExistsError as exc:
+            return error(409, str(exc))
+        if source is None:
+            return error(404, f"no source named {name!r}")
+        self.sources.invalidate()
+        return JSONResponse(source_json(source))
+
+    async def delete_source(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if not await self.store.delete_source(name):
+            return error(404, f"no source named {name!r}")
+        self.sources.invalidate()
+        return Response(status_code=204)
+
+    async def list_events(self, request: Request) -> Response:
+        params = request.query_params
+        try:
+            limit = int(params.get("limit", "100"))
+        except ValueError:
+            return error(400, "`limit` must be a number")
+        if not 1 <= limit <= MAX_EVENT_PAGE:
+            return error(400, f"`limit` must be between 1 and {MAX_EVENT_PAGE}")
+        source_id = None
+        if name := params.get("source"):
+            source = await self.store.get_source(name)
+            if source is None:
+                return error(404, f"no source named {name!r}")
+            source_id = source.id
+        before = _decode_cursor(params["cursor"]) if params.get("cursor") else None
+        query = EventQuery(
+            source_id=source_id,
+            user_id=params.get("user_id") or None,
+            type=params.get("type") or None,
+            limit=limit,
+            before=before,
+        )
+        events = await self.store.list_events(query)
+        cursor = _encode_cursor(events[-1].id) if len(events) == limit else None
+        return JSONResponse({"events": [event_json(e) for e in events], "next_cursor": cursor})
+
+
+def _rate_limit(body: dict[str, Any]) -> float | None:
+    value = body.get("rate_limit")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise HTTPException(400, "`rate_limit` must be a number of requests per second (0 = none)")
+    return float(value)

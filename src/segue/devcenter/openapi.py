@@ -1,0 +1,189 @@
+"""The admin API's OpenAPI 3.1 document, written by hand to stay exact."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from segue import __version__
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERROR = _json(_ref("Error"), "Error, with a human-readable message")
+_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["message"],
+        "properties": {"message": {"type": "string"}},
+    },
+    "Source": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "write_key": {"type": "string"},
+            "kind": {"type": "string", "enum": ["standard", "stream"]},
+            "enabled": {"type": "boolean"},
+            "rate_limit": {"type": ["number", "null"], "description": "requests per second"},
+            "created_at_ms": {"type": "integer"},
+            "event_count": {"type": "integer"},
+        },
+    },
+    "SourceCreate": {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string", "pattern": "^[a-z0-9_-]+$"},
+            "write_key": {"type": "string", "description": "omitted: generated"},
+            "kind": {"type": "string", "enum": ["standard", "stream"]},
+            "rate_limit": {"type": "number", "minimum": 0},
+        },
+    },
+    "SourcePatch": {
+        "type": "object",
+        "properties": {
+            "enabled": {"type": "boolean"},
+            "write_key": {"type": "string"},
+            "rotate_write_key": {"type": "boolean", "description": "true: generate a new key"},
+            "kind": {"type": "string", "enum": ["standard", "stream"]},
+            "rate_limit": {"type": "number", "minimum": 0, "description": "0 removes the limit"},
+        },
+    },
+    "StoredEvent": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "source_id": {"type": "string"},
+            "type": {"type": "string"},
+            "message_id": {"type": "string"},
+            "user_id": {"type": ["string", "null"]},
+            "anonymous_id": {"type": ["string", "null"]},
+            "received_at_ms": {"type": "integer"},
+            "event": {"type": "object", "description": "the normalised Segment message"},
+        },
+    },
+}
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "segue admin API",
+            "version": __version__,
+            "description": "Manage sources and read stored events. "
+            "Every call needs `Authorization: Bearer <admin token>`.",
+        },
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"adminToken": []}],
+        "components": {
+            "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer"}},
+            "schemas": _SCHEMAS,
+        },
+        "paths": {
+            "/sources": {
+                "get": {
+                    "summary": "List sources with their event counts",
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "sources": {"type": "array", "items": _ref("Source")}
+                                },
+                            }
+                        ),
+                        "401": _ERROR,
+                    },
+                },
+                "post": {
+                    "summary": "Create a source",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("SourceCreate")}},
+                    },
+                    "responses": {
+                        "201": _json(_ref("Source"), "Created"),
+                        "400": _ERROR,
+                        "401": _ERROR,
+                        "409": _ERROR,
+                    },
+                },
+            },
+            "/sources/{name}": {
+                "parameters": [_NAME],
+                "get": {
+                    "summary": "One source",
+                    "responses": {"200": _json(_ref("Source")), "401": _ERROR, "404": _ERROR},
+                },
+                "patch": {
+                    "summary": "Enable or disable, rotate the write key, set the rate limit",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("SourcePatch")}},
+                    },
+                    "responses": {
+                        "200": _json(_ref("Source")),
+                        "400": _ERROR,
+                        "401": _ERROR,
+                        "404": _ERROR,
+                        "409": _ERROR,
+                    },
+                },
+                "delete": {
+                    "summary": "Delete a source (its stored events stay)",
+                    "responses": {"204": {"description": "Deleted"}, "401": _ERROR, "404": _ERROR},
+                },
+            },
+            "/events": {
+                "get": {
+                    "summary": "Stored, normalised events, newest first",
+                    "parameters": [
+                        {"name": "source", "in": "query", "schema": {"type": "string"}},
+                        {"name": "user_id", "in": "query", "schema": {"type": "string"}},
+                        {"name": "type", "in": "query", "schema": {"type": "string"}},
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": 1000,
+                                "default": 100,
+                            },
+                        },
+                        {
+                            "name": "cursor",
+                            "in": "query",
+                            "schema": {"type": "string"},
+                            "description": "next_cursor of the previous page",
+                        },
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "events": {"type": "array", "items": _ref("StoredEvent")},
+                                    "next_cursor": {"type": ["string", "null"]},
+                                },
+                            }
+                        ),
+                        "400": _ERROR,
+                        "401": _ERROR,
+                        "404": _ERROR,
+                    },
+                }
+            },
+        },
+    }

@@ -1,0 +1,288 @@
+"""The Tracking API as a lean ASGI app: ``/v1/*`` routes, write keys, limits.
+
+Everything Segment's SDKs send lands here. The answer is 200 only after the events
+are committed; bad input gets a 4xx with Segment's rejection code and a message.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+
+from segue.asgi import Receive, Scope, Send, header, send_bytes, send_json
+from segue.ingest.auth import resolve_write_key
+from segue.ingest.body import (
+    BadEncodingError,
+    BodyTooLargeError,
+    ClientDisconnectedError,
+    decode_content,
+    read_body,
+)
+from segue.ingest.pipeline import BatchFields, Ingestor, IngestOutcome
+from segue.ingest.ratelimit import RateLimiter
+from segue.ingest.sources import SourceDirectory
+from segue.metrics import Metrics
+from segue.spec import IngestContext, RejectionCode
+from segue.store import Source
+
+MAX_SINGLE_BYTES = 32 * 1024
+MAX_BATCH_BYTES = 500 * 1024
+MAX_BATCH_EVENTS = 2500
+
+_SINGLE_ROUTES = {
+    "identify": ("identify", None),
+    "track": ("track", None),
+    "page": ("page", None),
+    "screen": ("screen", None),
+    "group": ("group", None),
+    "alias": ("alias", None),
+    # analytics.js short routes
+    "i": ("identify", "browser"),
+    "t": ("track", "browser"),
+    "p": ("page", "browser"),
+    "s": ("screen", "browser"),
+    "g": ("group", "browser"),
+    "a": ("alias", "browser"),
+}
+_BATCH_ROUTES = frozenset({"batch", "import", "b"})
+
+_OK = orjson.dumps({"success": True})
+_CORS = [
+    (b"access-control-allow-origin", b"*"),
+    (b"access-control-allow-credentials", b"false"),
+]
+_PREFLIGHT = [
+    *_CORS,
+    (b"access-control-allow-methods", b"POST, GET, OPTIONS"),
+    (b"access-control-allow-headers", b"authorization, content-type, content-encoding"),
+    (b"access-control-max-age", b"86400"),
+]
+# A transparent 1x1 GIF, what Segment's pixel endpoint answers.
+PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+
+
+class IngestError(Exception):
+    """A rejected request: becomes a JSON error response."""
+
+    def __init__(
+        self,
+        status: int,
+        code: RejectionCode,
+        message: str,
+        extra: dict[str, Any] | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.extra = extra or {}
+        self.headers = headers or []
+
+    def body(self) -> dict[str, Any]:
+        return {"success": False, "code": self.code.value, "message": self.message, **self.extra}
+
+
+@dataclass(frozen=True, slots=True)
+class IngestSettings:
+    trust_forwarded_for: bool = False
+
+
+class TrackingAPI:
+    """ASGI app for ``/v1/...``; mount it at the root path."""
+
+    def __init__(
+        self,
+        ingestor: Ingestor,
+        sources: SourceDirectory,
+        *,
+        metrics: Metrics | None = None,
+        settings: IngestSettings | None = None,
+    ) -> None:
+        self.ingestor = ingestor
+        self.sources = sources
+        self.limiter = RateLimiter()
+        self.metrics = metrics
+        self.settings = settings or IngestSettings()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if method == "OPTIONS":
+            await send_bytes(send, 204, b"", extra=_PREFLIGHT)
+            return
+        name = path[4:] if path.startswith("/v1/") else ""
+        try:
+            if method == "GET" and name.startswith("pixel/"):
+                await self._pixel(scope, send, name[6:])
+                return
+            if name in _BATCH_ROUTES or name in _SINGLE_ROUTES:
+                if method != "POST":
+                    raise IngestError(405, RejectionCode.BAD_REQUEST, f"use POST for {path}")
+                await self._post(scope, receive, send, name)
+                return
+            raise IngestError(404, RejectionCode.BAD_REQUEST, f"no Tracking API route {path}")
+        except IngestError as error:
+            if self.metrics is not None:
+                self.metrics.events_rejected.labels(error.code.value).inc()
+            await send_json(send, error.status, error.body(), [*_CORS, *error.headers])
+        except ClientDisconnectedError:
+            return
+
+    async def _post(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
+        is_batch = name in _BATCH_ROUTES
+        limit = MAX_BATCH_BYTES if is_batch else MAX_SINGLE_BYTES
+        data, size = await _read_json(scope, receive, limit)
+        source = await self._authenticate(scope, data)
+        received_at = datetime.now(UTC)
+        if is_batch:
+            # no item can be over the per-event cap if the whole body is not
+            check_size = size > MAX_SINGLE_BYTES
+            outcome = await self._ingest_batch(scope, source, data, received_at, check_size)
+        else:
+            route_type, channel = _SINGLE_ROUTES[name]
+            data["type"] = route_type
+            ctx = self._context(scope, source, received_at, channel)
+            outcome = await self.ingestor.ingest(source, [data], ctx)
+        _raise_for_rejections(outcome)
+        await send_bytes(send, 200, _OK, extra=_CORS)
+
+    async def _ingest_batch(
+        self,
+        scope: Scope,
+        source: Source,
+        data: dict[str, Any],
+        received_at: datetime,
+        check_size: bool,
+    ) -> IngestOutcome:
+        items = data.get("batch")
+        if not isinstance(items, list):
+            raise IngestError(400, RejectionCode.BAD_REQUEST, "`batch` must be an array of events")
+        if not items:
+            raise IngestError(400, RejectionCode.EMPTY_BATCH, "the batch has no events")
+        if len(items) > MAX_BATCH_EVENTS:
+            raise IngestError(
+                400,
+                RejectionCode.BAD_REQUEST,
+                f"a batch holds at most {MAX_BATCH_EVENTS} events; this one has {len(items)}",
+            )
+        context, integrations = data.get("context"), data.get("integrations")
+        batch = BatchFields(
+            sent_at=data.get("sentAt"),
+            context=context if isinstance(context, dict) else None,
+            integrations=integrations if isinstance(integrations, dict) else None,
+        )
+        ctx = self._context(scope, source, received_at, None)
+        return await self.ingestor.ingest(source, items, ctx, batch, check_item_size=check_size)
+
+    async def _pixel(self, scope: Scope, send: Send, type_: str) -> None:
+        """``GET /v1/pixel/track?data=<base64 JSON>``: always a GIF, events stored if valid."""
+        try:
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            raw = base64.b64decode(query["data"][0] + "==", altchars=b"-_")
+            data = orjson.loads(raw)
+            if isinstance(data, dict) and type_ in _SINGLE_ROUTES:
+                source = await self._authenticate(scope, data)
+                data["type"] = _SINGLE_ROUTES[type_][0]
+                ctx = self._context(scope, source, datetime.now(UTC), "browser")
+                await self.ingestor.ingest(source, [data], ctx)
+        except (KeyError, ValueError, binascii.Error, IngestError, orjson.JSONDecodeError):
+            pass  # a pixel never fails: the browser cannot do anything with an error
+        await send_bytes(send, 200, PIXEL_GIF, b"image/gif", _CORS)
+
+    async def _authenticate(self, scope: Scope, data: dict[str, Any]) -> Source:
+        key = resolve_write_key(header(scope, b"authorization"), data.pop("writeKey", None))
+        if key is None:
+            raise IngestError(
+                401,
+                RejectionCode.UNKNOWN_SOURCE,
+                "no write key: send it as the Basic auth username or as `writeKey` in the body",
+            )
+        source = await self.sources.by_write_key(key)
+        if source is None:
+            raise IngestError(401, RejectionCode.UNKNOWN_SOURCE, "unknown write key")
+        if not source.enabled:
+            raise IngestError(
+                403, RejectionCode.SOURCE_DISABLED, f"the source {source.name!r} is disabled"
+            )
+        retry_after = self.limiter.check(source.id, source.rate_limit)
+        if retry_after:
+            raise IngestError(
+                429,
+                RejectionCode.RATE_LIMITED,
+                f"the source {source.name!r} is limited to {source.rate_limit:g} requests/s",
+                headers=[(b"retry-after", str(retry_after).encode())],
+            )
+        return source
+
+    def _context(
+        self, scope: Scope, source: Source, received_at: datetime, channel: str | None
+    ) -> IngestContext:
+        return IngestContext(
+            source_id=source.id,
+            received_at=received_at,
+            client_ip=self._client_ip(scope),
+            channel=channel,
+        )
+
+    def _client_ip(self, scope: Scope) -> str | None:
+        if self.settings.trust_forwarded_for:
+            forwarded = header(scope, b"x-forwarded-for")
+            if forwarded:
+                return forwarded.split(",")[0].strip()
+        client = scope.get("client")
+        return str(client[0]) if client else None
+
+
+async def _read_json(scope: Scope, receive: Receive, limit: int) -> tuple[dict[str, Any], int]:
+    """The body as a JSON object, whatever the Content-Type (analytics.js sends text/plain)."""
+    kind = "batch" if limit == MAX_BATCH_BYTES else "event"
+    too_large = IngestError(
+        400, RejectionCode.BAD_REQUEST, f"the {kind} request is larger than {limit // 1024} KB"
+    )
+    length = header(scope, b"content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise too_large
+    try:
+        body = decode_content(
+            await read_body(receive, limit), header(scope, b"content-encoding"), limit
+        )
+    except BodyTooLargeError:
+        raise too_large from None
+    except BadEncodingError as exc:
+        raise IngestError(400, RejectionCode.BAD_REQUEST, str(exc)) from None
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise IngestError(
+            400, RejectionCode.BAD_REQUEST, f"the body is not valid JSON: {exc}"
+        ) from None
+    if not isinstance(data, dict):
+        raise IngestError(400, RejectionCode.BAD_REQUEST, "the body must be a JSON object")
+    return data, len(body)
+
+
+def _raise_for_rejections(outcome: IngestOutcome) -> None:
+    rejected = outcome.rejections
+    if not rejected:
+        return
+    kept = outcome.accepted + outcome.duplicates
+    if kept == 0:  # nothing was kept: answer with the first reason
+        first = rejected[0]
+        raise IngestError(
+            400,
+            first.code,
+            first.message,
+            {"accepted": 0, "rejected": [r.as_json() for r in rejected]},
+        )
+    raise IngestError(
+        400,
+        RejectionCode.MULTI_USER_ERROR,
+        f"{len(rejected)} of {len(rejected) + kept} events were rejected;"
+        f" the other {kept} were accepted",
+        {"accepted": kept, "rejected": [r.as_json() for r in rejected]},
+    )
