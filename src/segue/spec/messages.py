@@ -21,6 +21,10 @@ DELIVERABLE_TYPES: frozenset[str] = MESSAGE_TYPES | {"delete"}
 _TYPE_LIST = ", ".join(sorted(MESSAGE_TYPES))
 _TIMESTAMP_KEYS = ("timestamp", "originalTimestamp", "sentAt")
 _MAX_MESSAGE_ID = 100
+# Integers this large are no one's id, and str() of huge ints is slow (then refused).
+_MAX_ID_INT: int = 10**_MAX_MESSAGE_ID
+_MESSAGE_ID_INT_HIGH: int = 10 ** (_MAX_MESSAGE_ID - 1)  # 100 digits is too long
+_MESSAGE_ID_INT_LOW: int = 10 ** (_MAX_MESSAGE_ID - 2)  # '-' plus 99 digits is too long
 
 _JSON_NAMES: dict[type, str] = {
     dict: "an object",
@@ -45,7 +49,7 @@ def _is_id(value: object) -> bool:
     if isinstance(value, bool):
         return False
     if isinstance(value, int):
-        return True
+        return -_MAX_ID_INT < value < _MAX_ID_INT
     return isinstance(value, float) and math.isfinite(value)
 
 
@@ -59,6 +63,8 @@ def _reject(code: RejectionCode, message: str) -> Rejection:
 
 
 def _bad_id(key: str, value: object) -> Rejection:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _reject(RejectionCode.ID_NOT_STRING, f"`{key}` is too large a number to be an id")
     return _reject(
         RejectionCode.ID_NOT_STRING,
         f"`{key}` must be a string or a number, not {_json_type(value)}",
@@ -162,11 +168,14 @@ def _check_envelope(message: dict[str, Any]) -> Rejection | None:
                 RejectionCode.BAD_REQUEST,
                 f"`messageId` must be a string or an integer, not {_json_type(message_id)}",
             )
-        length = len(str(message_id))
-        if length >= _MAX_MESSAGE_ID:
+        if isinstance(message_id, int):  # compared, not str()-ed: huge ints are slow to print
+            too_long = not -_MESSAGE_ID_INT_LOW < message_id < _MESSAGE_ID_INT_HIGH
+        else:
+            too_long = len(message_id) >= _MAX_MESSAGE_ID
+        if too_long:
             return _reject(
                 RejectionCode.BAD_REQUEST,
-                f"`messageId` must be shorter than {_MAX_MESSAGE_ID} characters (got {length})",
+                f"`messageId` must be shorter than {_MAX_MESSAGE_ID} characters",
             )
     for key in _TIMESTAMP_KEYS:
         value = message.get(key)

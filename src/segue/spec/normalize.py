@@ -24,6 +24,7 @@ _ID_KEYS = ("userId", "anonymousId", "groupId", "previousId")
 _BROWSER_HINTS = ("analytics.js", "analytics-next", "analytics-browser")
 _MOBILE_HINTS = ("ios", "android", "react-native", "flutter", "swift", "kotlin", "xamarin")
 _CACHE_LIMIT = 256
+_CACHEABLE_TEXT = 64  # longer "timestamps" are junk; don't let them pin memory
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,7 @@ def _format_shared(dt: datetime) -> str:
 
 
 def _parse_shared(value: object) -> datetime | None:
-    if type(value) is not str:
+    if type(value) is not str or len(value) > _CACHEABLE_TEXT:
         return parse_timestamp(value)
     try:
         return _parsed[value]
