@@ -65,6 +65,8 @@ def _reject(code: RejectionCode, message: str) -> Rejection:
 def _bad_id(key: str, value: object) -> Rejection:
     if isinstance(value, int) and not isinstance(value, bool):
         return _reject(RejectionCode.ID_NOT_STRING, f"`{key}` is too large a number to be an id")
+    if isinstance(value, float):
+        return _reject(RejectionCode.ID_NOT_STRING, f"`{key}` must be a finite number")
     return _reject(
         RejectionCode.ID_NOT_STRING,
         f"`{key}` must be a string or a number, not {_json_type(value)}",

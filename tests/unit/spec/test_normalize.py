@@ -304,3 +304,15 @@ def test_context_ip_rules(item: dict[str, Any], ctx: IngestContext, expected: st
 def test_direct_from_batch_context_fills_ip() -> None:
     out = normalize(track(), ip_ctx(), batch_context={"direct": True})
     assert out["context"]["ip"] == "203.0.113.7"
+
+
+def test_many_distinct_request_times_stay_correct() -> None:
+    # More distinct receivedAt/sentAt values than the internal memo holds.
+    base = datetime(2024, 5, 1, tzinfo=UTC)
+    for second in range(0, 3000, 5):
+        received = base.replace(minute=second // 60, second=second % 60)
+        ctx = IngestContext(source_id="s", received_at=received)
+        sent = f"2024-05-01T{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}Z"
+        out = normalize(track(), ctx, batch_sent_at=sent)
+        assert out["receivedAt"] == received.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        assert out["sentAt"] == sent.replace("Z", ".000Z")
