@@ -140,7 +140,7 @@ def normalize(
     if (
         client_ip
         and not context.get("ip")
-        and (channel == "browser" or context.get("direct") is True)
+        and (channel != "server" or context.get("direct") is True)
     ):
         context["ip"] = client_ip
 

@@ -291,7 +291,7 @@ def ip_ctx(channel: str | None = None, ip: str | None = "203.0.113.7") -> Ingest
         (track(context={"direct": True}), ip_ctx(), "203.0.113.7"),
         (track(context={"ip": ""}), ip_ctx("browser"), "203.0.113.7"),
         (track(), ip_ctx(), None),
-        (track(context=lib("analytics-ios")), ip_ctx(), None),
+        (track(context=lib("analytics-ios")), ip_ctx(), "203.0.113.7"),
         (track(context={"direct": "true"}), ip_ctx(), None),
         (track(context={"ip": "8.8.8.8"}), ip_ctx("browser"), "8.8.8.8"),
         (track(context={"direct": True}), ip_ctx(ip=None), None),

@@ -1,0 +1,1 @@
+"""Delivery: the queue's workers, retry policy, the partner webhook contract, egress."""
