@@ -59,8 +59,8 @@ class Segue:
         return cls(config, store, metrics, sources, ingestor, tracking)
 
     async def startup(self) -> BootReport:
-        if self.config.database_url is None:
-            ensure_data_dir(self.config.data_dir)
+        if self.config.database_url is None or not self.config.admin_token:
+            ensure_data_dir(self.config.data_dir)  # the database and/or the admin token live here
         token, created = admin_token(self.config)
         await self.store.open()
         report = BootReport(admin_token=token, token_created=created)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import string
 from dataclasses import dataclass, field
@@ -46,8 +47,9 @@ def admin_token(config: ServerConfig) -> tuple[str, bool]:
     if token_path.exists():
         return token_path.read_text("utf-8").strip(), False
     token = new_admin_token()
-    token_path.write_text(token + "\n", "utf-8")
-    token_path.chmod(0o600)
+    fd = os.open(token_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)  # never world-readable
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(token + "\n")
     return token, True
 
 

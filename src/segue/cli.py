@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 import orjson
 from rich.console import Console
+from rich.markup import escape
 
 from segue import __version__
 from segue.config import ROLES, ConfigError, ServerConfig, apply_environment, load_config
@@ -48,7 +49,7 @@ def serve(
         config = load_config(config_path) if config_path else ServerConfig()
         config = apply_environment(config)
     except ConfigError as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {escape(str(exc))}")
         sys.exit(2)
     config = replace(
         config,

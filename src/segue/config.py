@@ -52,15 +52,16 @@ class ServerConfig:
         return f"sqlite:///{(self.data_dir / 'segue.db').resolve()}"
 
 
-_SERVER_KEYS = {
-    "data": "data_dir",
-    "database": "database_url",
-    "host": "host",
-    "port": "port",
-    "role": "role",
-    "admin_token": "admin_token",
-    "dedup_window": "dedup_window_s",
-    "trust_forwarded_for": "trust_forwarded_for",
+# TOML key -> (ServerConfig field, expected type)
+_SERVER_KEYS: dict[str, tuple[str, type]] = {
+    "data": ("data_dir", str),
+    "database": ("database_url", str),
+    "host": ("host", str),
+    "port": ("port", int),
+    "role": ("role", str),
+    "admin_token": ("admin_token", str),
+    "dedup_window": ("dedup_window_s", int),
+    "trust_forwarded_for": ("trust_forwarded_for", bool),
 }
 _SOURCE_KEYS = {"name", "write_key", "kind", "rate_limit", "enabled"}
 
@@ -82,17 +83,31 @@ def parse_config(document: Mapping[str, Any], origin: str = "config") -> ServerC
         raise ConfigError(f"{origin}: unknown section(s) {', '.join(sorted(unknown))}")
     values: dict[str, Any] = {}
     server = document.get("server", {})
+    if not isinstance(server, dict):
+        raise ConfigError(f"{origin}: [server] must be a table")
     for key, value in server.items():
         if key not in _SERVER_KEYS:
             raise ConfigError(f"{origin}: unknown key [server].{key}")
-        values[_SERVER_KEYS[key]] = Path(value) if key == "data" else value
-    sources = tuple(_source(raw, origin, i) for i, raw in enumerate(document.get("sources", [])))
+        name, expected = _SERVER_KEYS[key]
+        if not _is_type(value, expected):
+            raise ConfigError(f"{origin}: [server].{key} must be a {expected.__name__}")
+        values[name] = Path(value) if key == "data" else value
+    raw_sources = document.get("sources", [])
+    if not isinstance(raw_sources, list) or not all(isinstance(r, dict) for r in raw_sources):
+        raise ConfigError(f"{origin}: sources must be written as [[sources]] tables")
+    sources = tuple(_source(raw, origin, i) for i, raw in enumerate(raw_sources))
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise ConfigError(f"{origin}: two [[sources]] have the same name")
     config = ServerConfig(**values, sources=sources)
     _check(config, origin)
     return config
+
+
+def _is_type(value: object, expected: type) -> bool:
+    if expected is int:  # bool is an int in Python, not in TOML
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
 
 
 def _source(raw: Mapping[str, Any], origin: str, index: int) -> SourceConfig:
@@ -107,15 +122,23 @@ def _source(raw: Mapping[str, Any], origin: str, index: int) -> SourceConfig:
         kind = SourceKind(raw.get("kind", "standard"))
     except ValueError:
         raise ConfigError(f"{where}: `kind` must be standard or stream") from None
+    write_key = raw.get("write_key")
+    if write_key is not None and (not isinstance(write_key, str) or not write_key):
+        raise ConfigError(f"{where}: `write_key` must be a non-empty string")
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{where}: `enabled` must be true or false")
     rate = raw.get("rate_limit")
-    if rate is not None and (not isinstance(rate, int | float) or rate < 0):
+    if rate is not None and (
+        isinstance(rate, bool) or not isinstance(rate, int | float) or rate < 0
+    ):
         raise ConfigError(f"{where}: `rate_limit` must be a number of requests per second")
     return SourceConfig(
         name=name,
-        write_key=raw.get("write_key"),
+        write_key=write_key,
         kind=kind,
         rate_limit=float(rate) if rate else None,
-        enabled=bool(raw.get("enabled", True)),
+        enabled=enabled,
     )
 
 
@@ -142,11 +165,11 @@ def apply_environment(
     if host := environ.get("SEGUE_HOST"):
         changes["host"] = host
     if port := environ.get("SEGUE_PORT"):
-        if not port.isdigit():
+        if not (port.isascii() and port.isdigit()):
             raise ConfigError("SEGUE_PORT must be a port number")
         changes["port"] = int(port)
     if window := environ.get("SEGUE_DEDUP_WINDOW"):
-        if not window.isdigit():
+        if not (window.isascii() and window.isdigit()):
             raise ConfigError("SEGUE_DEDUP_WINDOW must be a number of seconds")
         changes["dedup_window_s"] = int(window)
     updated = replace(config, **changes)

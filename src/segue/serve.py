@@ -8,7 +8,11 @@ shutdown, which drains the store's writer. Nothing acknowledged is lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
+import threading
+from collections.abc import Iterator
 
 import uvicorn
 from rich.console import Console
@@ -30,8 +34,10 @@ def banner(config: ServerConfig, report: BootReport, console: Console) -> None:
     table.add_row("Admin API", f"{base}/api/v1/  (OpenAPI: {base}/api/v1/openapi.json)")
     table.add_row("Metrics", f"{base}/metrics")
     table.add_row("Database", config.database())
-    if report.token_created or config.admin_token:
+    if report.token_created:
         table.add_row("Admin token", report.admin_token)
+    elif config.admin_token:
+        table.add_row("Admin token", "as configured (SEGUE_ADMIN_TOKEN or [server] admin_token)")
     else:
         table.add_row("Admin token", f"in {config.data_dir / 'admin_token'}")
     console.print(Panel(table, title="segue is running", expand=False))
@@ -48,6 +54,24 @@ def _display_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "") else (f"[{host}]" if ":" in host else host)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, so the process
+    dies of the signal; a clean shutdown should exit 0, as supervisors expect."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+
 def run(config: ServerConfig, console: Console | None = None) -> None:
     """Start, print the banner once the store is ready, serve until a signal."""
     console = console or Console()
@@ -60,9 +84,10 @@ def run(config: ServerConfig, console: Console | None = None) -> None:
         access_log=False,
         log_level="warning",
         server_header=False,
+        proxy_headers=False,  # X-Forwarded-For is segue's decision (trust_forwarded_for)
         timeout_graceful_shutdown=30,
     )
-    server = uvicorn.Server(uv_config)
+    server = _Server(uv_config)
 
     async def main() -> None:
         report = await segue.startup()

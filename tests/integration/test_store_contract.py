@@ -62,9 +62,13 @@ async def test_append_dedups_within_window(store: Store) -> None:
         dedup_window_ms=WINDOW,
     )
     assert stored == [True, False, True, True]
-    again = await store.append_events([event("s1", "m1", at=1_000_000 + WINDOW - 1)], dedup_window_ms=WINDOW)
+    again = await store.append_events(
+        [event("s1", "m1", at=1_000_000 + WINDOW - 1)], dedup_window_ms=WINDOW
+    )
     assert again == [False]
-    later = await store.append_events([event("s1", "m1", at=1_000_000 + WINDOW + 1)], dedup_window_ms=WINDOW)
+    later = await store.append_events(
+        [event("s1", "m1", at=1_000_000 + WINDOW + 1)], dedup_window_ms=WINDOW
+    )
     assert later == [True]
     assert await store.count_events() == 4
     assert await store.count_events("s1") == 3
@@ -100,15 +104,22 @@ async def test_list_events_newest_first_with_filters_and_cursor(store: Store) ->
 
 
 async def test_prune_dedup_forgets_old_ids(store: Store) -> None:
-    await store.append_events([event("s", "old", at=100), event("s", "new", at=5000)], dedup_window_ms=10**12)
+    await store.append_events(
+        [event("s", "old", at=100), event("s", "new", at=5000)], dedup_window_ms=10**12
+    )
     assert await store.prune_dedup(older_than_ms=1000) == 1
     assert await store.append_events([event("s", "old", at=6000)], dedup_window_ms=10**12) == [True]
-    assert await store.append_events([event("s", "new", at=6000)], dedup_window_ms=10**12) == [False]
+    assert await store.append_events([event("s", "new", at=6000)], dedup_window_ms=10**12) == [
+        False
+    ]
 
 
 async def test_claim_lease_settle(store: Store) -> None:
     await store.append_events(
-        [event("s", "m1", at=1000, destinations=("d1", "d2")), event("s", "m2", at=2000, destinations=("d1",))],
+        [
+            event("s", "m1", at=1000, destinations=("d1", "d2")),
+            event("s", "m2", at=2000, destinations=("d1",)),
+        ],
         dedup_window_ms=WINDOW,
     )
     assert await store.claim_deliveries("w1", 10, now_ms=500, lease_ms=1000) == []
@@ -123,7 +134,9 @@ async def test_claim_lease_settle(store: Store) -> None:
     await store.settle_deliveries(
         [
             Settlement(ok.id, DeliveryState.SUCCEEDED),
-            Settlement(retry.id, DeliveryState.AWAITING_RETRY, next_attempt_at_ms=10_000, error="503"),
+            Settlement(
+                retry.id, DeliveryState.AWAITING_RETRY, next_attempt_at_ms=10_000, error="503"
+            ),
         ],
         now_ms=3600,
     )

@@ -30,9 +30,7 @@ class SegueProcess:
 
     data_dir: Path
     port: int = field(default_factory=free_port)
-    config_text: str = (
-        f'[[sources]]\nname = "test"\nwrite_key = "{WRITE_KEY}"\n'
-    )
+    config_text: str = f'[[sources]]\nname = "test"\nwrite_key = "{WRITE_KEY}"\n'
     extra_env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
@@ -50,10 +48,16 @@ class SegueProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "segue", "serve",
-                "--config", str(config),
-                "--data", str(self.data_dir),
-                "--port", str(self.port),
+                sys.executable,
+                "-m",
+                "segue",
+                "serve",
+                "--config",
+                str(config),
+                "--data",
+                str(self.data_dir),
+                "--port",
+                str(self.port),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

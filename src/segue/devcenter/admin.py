@@ -126,7 +126,7 @@ class AdminAPI:
             return error(400, "`name` is required: lower-case letters, digits, - and _")
         write_key = body.get("write_key") or new_write_key()
         if not isinstance(write_key, str):
-            return error(400, "`write_key` must be a string")
+            return error(400, "`write_key` must be a non-empty string")
         try:
             kind = SourceKind(body.get("kind", "standard"))
         except ValueError:
@@ -157,8 +157,8 @@ class AdminAPI:
         write_key = body.get("write_key")
         if body.get("rotate_write_key") is True:
             write_key = new_write_key()
-        if write_key is not None and not isinstance(write_key, str):
-            return error(400, "`write_key` must be a string")
+        if write_key is not None and (not isinstance(write_key, str) or not write_key):
+            return error(400, "`write_key` must be a non-empty string")
         kind = None
         if "kind" in body:
             try:

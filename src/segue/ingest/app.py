@@ -77,11 +77,14 @@ class IngestError(Exception):
         message: str,
         extra: dict[str, Any] | None = None,
         headers: list[tuple[bytes, bytes]] | None = None,
+        *,
+        counted: bool = False,
     ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
         self.extra = extra or {}
         self.headers = headers or []
+        self.counted = counted  # the pipeline already counted its rejected events
 
     def body(self) -> dict[str, Any]:
         return {"success": False, "code": self.code.value, "message": self.message, **self.extra}
@@ -122,12 +125,17 @@ class TrackingAPI:
                 return
             if name in _BATCH_ROUTES or name in _SINGLE_ROUTES:
                 if method != "POST":
-                    raise IngestError(405, RejectionCode.BAD_REQUEST, f"use POST for {path}")
+                    raise IngestError(
+                        405,
+                        RejectionCode.BAD_REQUEST,
+                        f"use POST for {path}",
+                        headers=[(b"allow", b"POST, OPTIONS")],
+                    )
                 await self._post(scope, receive, send, name)
                 return
             raise IngestError(404, RejectionCode.BAD_REQUEST, f"no Tracking API route {path}")
         except IngestError as error:
-            if self.metrics is not None:
+            if self.metrics is not None and not error.counted:
                 self.metrics.events_rejected.labels(error.code.value).inc()
             await send_json(send, error.status, error.body(), [*_CORS, *error.headers])
         except ClientDisconnectedError:
@@ -183,7 +191,9 @@ class TrackingAPI:
         """``GET /v1/pixel/track?data=<base64 JSON>``: always a GIF, events stored if valid."""
         try:
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-            raw = base64.b64decode(query["data"][0] + "==", altchars=b"-_")
+            # parse_qs reads a raw "+" as a space; email templates paste base64 unencoded
+            data_param = query["data"][0].replace(" ", "+")
+            raw = base64.b64decode(_padded(data_param.replace("-", "+").replace("_", "/")))
             data = orjson.loads(raw)
             if isinstance(data, dict) and type_ in _SINGLE_ROUTES:
                 source = await self._authenticate(scope, data)
@@ -266,6 +276,10 @@ async def _read_json(scope: Scope, receive: Receive, limit: int) -> tuple[dict[s
     return data, len(body)
 
 
+def _padded(text: str) -> str:
+    return text + "=" * (-len(text) % 4)
+
+
 def _raise_for_rejections(outcome: IngestOutcome) -> None:
     rejected = outcome.rejections
     if not rejected:
@@ -278,6 +292,7 @@ def _raise_for_rejections(outcome: IngestOutcome) -> None:
             first.code,
             first.message,
             {"accepted": 0, "rejected": [r.as_json() for r in rejected]},
+            counted=True,
         )
     raise IngestError(
         400,
@@ -285,4 +300,5 @@ def _raise_for_rejections(outcome: IngestOutcome) -> None:
         f"{len(rejected)} of {len(rejected) + kept} events were rejected;"
         f" the other {kept} were accepted",
         {"accepted": kept, "rejected": [r.as_json() for r in rejected]},
+        counted=True,
     )

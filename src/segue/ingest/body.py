@@ -42,6 +42,7 @@ async def read_body(receive: Receive, limit: int) -> bytes:
 
 def decode_content(body: bytes, encoding: str | None, limit: int) -> bytes:
     """Undo ``Content-Encoding``; never inflate more than ``limit`` bytes (gzip bombs)."""
+    encoding = (encoding or "").strip().lower()  # codings are case-insensitive (RFC 9110)
     if not encoding or encoding == "identity":
         return body
     if encoding not in ("gzip", "x-gzip", "deflate"):
@@ -54,4 +55,6 @@ def decode_content(body: bytes, encoding: str | None, limit: int) -> bytes:
         raise BadEncodingError(f"the body is not valid {encoding}") from exc
     if len(out) > limit or inflater.unconsumed_tail:
         raise BodyTooLargeError
+    if not inflater.eof:
+        raise BadEncodingError(f"the {encoding} body is truncated")
     return out
