@@ -2,8 +2,13 @@
 
 from segue.store.protocol import SourceExistsError, Store
 from segue.store.records import (
+    FINAL_STATES,
+    Attempt,
     ClaimedDelivery,
     Delivery,
+    DeliveryQuery,
+    DeliveryStats,
+    RetryFilter,
     DeliveryState,
     EventQuery,
     NewEvent,
@@ -14,8 +19,13 @@ from segue.store.records import (
 )
 
 __all__ = [
+    "FINAL_STATES",
+    "Attempt",
     "ClaimedDelivery",
     "Delivery",
+    "DeliveryQuery",
+    "DeliveryStats",
+    "RetryFilter",
     "DeliveryState",
     "EventQuery",
     "NewEvent",

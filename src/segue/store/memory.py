@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from segue.store.protocol import SourceExistsError
 from segue.store.records import (
+    FINAL_STATES,
+    Attempt,
     ClaimedDelivery,
     Delivery,
+    DeliveryQuery,
     DeliveryState,
+    DeliveryStats,
+    RetryFilter,
     EventQuery,
     NewEvent,
     Settlement,
@@ -33,6 +40,8 @@ class InMemoryStore:
         self.deliveries: dict[int, Delivery] = {}
         self._leases: dict[int, int] = {}
         self.meta: dict[str, str] = {}
+        self.attempts: list[Attempt] = []
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
 
     async def open(self) -> None:
         return None
@@ -130,6 +139,7 @@ class InMemoryStore:
                     created_at_ms=event.received_at_ms,
                     updated_at_ms=event.received_at_ms,
                     next_attempt_at_ms=event.received_at_ms,
+                    window_start_ms=event.received_at_ms,
                 )
             stored.append(True)
         return stored
@@ -193,6 +203,8 @@ class InMemoryStore:
                     attempts=leased.attempts,
                     created_at_ms=leased.created_at_ms,
                     payload=self.events[leased.event_id - 1].payload,
+                    window_start_ms=leased.window_start_ms,
+                    replay=leased.replay,
                 )
             )
         return claimed
@@ -206,11 +218,143 @@ class InMemoryStore:
                 state=s.state,
                 next_attempt_at_ms=s.next_attempt_at_ms or now_ms,
                 last_error=s.error,
+                reason=s.reason,
+                completed_at_ms=now_ms if s.state in FINAL_STATES else None,
                 updated_at_ms=now_ms,
             )
+            if s.attempt is not None:
+                self.attempts.append(
+                    Attempt(
+                        s.delivery_id,
+                        s.attempt_number,
+                        now_ms,
+                        s.state,
+                        s.reason,
+                        copy.deepcopy(s.attempt),
+                    )
+                )
 
     async def get_delivery(self, delivery_id: int) -> Delivery | None:
         return self.deliveries.get(delivery_id)
+
+    async def list_deliveries(self, query: DeliveryQuery) -> list[Delivery]:
+        found = []
+        for delivery in sorted(self.deliveries.values(), key=lambda d: -d.id):
+            if query.before is not None and delivery.id >= query.before:
+                continue
+            if query.destination_id is not None and delivery.destination_id != query.destination_id:
+                continue
+            if query.state is not None and delivery.state is not query.state:
+                continue
+            if query.reason is not None and delivery.reason != query.reason:
+                continue
+            found.append(delivery)
+            if len(found) >= query.limit:
+                break
+        return found
+
+    async def list_attempts(self, delivery_id: int) -> list[Attempt]:
+        return [a for a in self.attempts if a.delivery_id == delivery_id]
+
+    async def delivery_stats(
+        self, destination_id: str, since_ms: int, bucket_ms: int
+    ) -> DeliveryStats:
+        mine = [d for d in self.deliveries.values() if d.destination_id == destination_id]
+        by_state: dict[str, int] = {}
+        for d in mine:
+            if d.updated_at_ms >= since_ms:
+                by_state[d.state.value] = by_state.get(d.state.value, 0) + 1
+        completed = [
+            d for d in mine if d.completed_at_ms is not None and d.completed_at_ms >= since_ms
+        ]
+        latencies = [
+            d.completed_at_ms - d.created_at_ms  # type: ignore[operator]
+            for d in completed
+            if d.state is DeliveryState.SUCCEEDED
+        ]
+        buckets: dict[tuple[int, str], int] = {}
+        for d in completed:
+            key = ((d.completed_at_ms or 0) // bucket_ms * bucket_ms, d.state.value)
+            buckets[key] = buckets.get(key, 0) + 1
+        reasons: dict[tuple[str, str], int] = {}
+        failing = (DeliveryState.DISCARDED, DeliveryState.EXPIRED, DeliveryState.AWAITING_RETRY)
+        for d in mine:
+            if d.updated_at_ms >= since_ms and d.state in failing:
+                key2 = (d.reason or "unknown", d.state.value)
+                reasons[key2] = reasons.get(key2, 0) + 1
+        return DeliveryStats(
+            by_state=by_state,
+            latencies_ms=latencies,
+            buckets=sorted((b, s, n) for (b, s), n in buckets.items()),
+            reasons=sorted(((r, s, n) for (r, s), n in reasons.items()), key=lambda x: -x[2]),
+        )
+
+    async def retry_deliveries(self, retry: RetryFilter, now_ms: int) -> int:
+        count = 0
+        for d in list(self.deliveries.values()):
+            if (
+                d.destination_id == retry.destination_id
+                and d.state in retry.states
+                and (retry.reason is None or d.reason == retry.reason)
+                and (retry.since_ms is None or d.created_at_ms >= retry.since_ms)
+            ):
+                self.deliveries[d.id] = dataclasses.replace(
+                    d,
+                    state=DeliveryState.PENDING,
+                    next_attempt_at_ms=now_ms,
+                    window_start_ms=now_ms,
+                    completed_at_ms=None,
+                    updated_at_ms=now_ms,
+                )
+                count += 1
+        return count
+
+    async def enqueue_replay(
+        self,
+        source_id: str,
+        destination_id: str,
+        since_ms: int,
+        until_ms: int,
+        *,
+        after_event_id: int,
+        limit: int,
+        now_ms: int,
+    ) -> tuple[int, int]:
+        picked = [
+            e
+            for e in self.events
+            if e.source_id == source_id
+            and since_ms <= e.received_at_ms < until_ms
+            and e.id > after_event_id
+        ][:limit]
+        for event in picked:
+            delivery_id = len(self.deliveries) + 1
+            self.deliveries[delivery_id] = Delivery(
+                id=delivery_id,
+                event_id=event.id,
+                destination_id=destination_id,
+                state=DeliveryState.PENDING,
+                attempts=0,
+                created_at_ms=now_ms,
+                updated_at_ms=now_ms,
+                next_attempt_at_ms=now_ms,
+                window_start_ms=now_ms,
+                replay=True,
+            )
+        return len(picked), (picked[-1].id if picked else after_event_id)
+
+    async def put_object(self, kind: str, name: str, doc: dict[str, Any]) -> None:
+        self.objects[(kind, name)] = copy.deepcopy(doc)
+
+    async def get_object(self, kind: str, name: str) -> dict[str, Any] | None:
+        doc = self.objects.get((kind, name))
+        return copy.deepcopy(doc) if doc is not None else None
+
+    async def list_objects(self, kind: str) -> list[dict[str, Any]]:
+        return [copy.deepcopy(d) for (k, _), d in sorted(self.objects.items()) if k == kind]
+
+    async def delete_object(self, kind: str, name: str) -> bool:
+        return self.objects.pop((kind, name), None) is not None
 
     async def get_meta(self, key: str) -> str | None:
         return self.meta.get(key)

@@ -7,11 +7,15 @@ pass the same contract suite in ``tests/integration/test_store_contract.py``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from segue.store.records import (
+    Attempt,
     ClaimedDelivery,
     Delivery,
+    DeliveryQuery,
+    DeliveryStats,
+    RetryFilter,
     EventQuery,
     NewEvent,
     Settlement,
@@ -87,6 +91,43 @@ class Store(Protocol):
         """Record outcomes of claimed deliveries in one commit."""
 
     async def get_delivery(self, delivery_id: int) -> Delivery | None: ...
+
+    async def list_deliveries(self, query: DeliveryQuery) -> list[Delivery]:
+        """Newest first; ``before`` is the id cursor."""
+
+    async def list_attempts(self, delivery_id: int) -> list[Attempt]: ...
+
+    async def delivery_stats(
+        self, destination_id: str, since_ms: int, bucket_ms: int
+    ) -> DeliveryStats: ...
+
+    async def retry_deliveries(self, retry: RetryFilter, now_ms: int) -> int:
+        """Put failed deliveries back in the queue with a fresh retry window."""
+
+    async def enqueue_replay(
+        self,
+        source_id: str,
+        destination_id: str,
+        since_ms: int,
+        until_ms: int,
+        *,
+        after_event_id: int,
+        limit: int,
+        now_ms: int,
+    ) -> tuple[int, int]:
+        """Queue replay deliveries for the next ``limit`` events of the range.
+
+        Returns (deliveries queued, last event id): call again with that id until 0.
+        """
+
+    # -- configuration objects (apps, destinations, replays) as JSON documents --
+    async def put_object(self, kind: str, name: str, doc: dict[str, Any]) -> None: ...
+
+    async def get_object(self, kind: str, name: str) -> dict[str, Any] | None: ...
+
+    async def list_objects(self, kind: str) -> list[dict[str, Any]]: ...
+
+    async def delete_object(self, kind: str, name: str) -> bool: ...
 
     # -- settings ----------------------------------------------------------
     async def get_meta(self, key: str) -> str | None: ...

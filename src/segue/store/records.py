@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -82,7 +82,7 @@ FINAL_STATES = frozenset({DeliveryState.SUCCEEDED, DeliveryState.DISCARDED, Deli
 
 @dataclass(frozen=True, slots=True)
 class ClaimedDelivery:
-    """A delivery leased to one worker until ``lease_until_ms``."""
+    """A delivery leased to one worker; ``attempts`` counts this attempt too."""
 
     id: int
     event_id: int
@@ -90,16 +90,21 @@ class ClaimedDelivery:
     attempts: int
     created_at_ms: int
     payload: bytes
+    window_start_ms: int = 0  # the retry window is measured from here
+    replay: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Settlement:
-    """What a worker decided about a claimed delivery."""
+    """What a worker decided about a claimed delivery, with the attempt that led there."""
 
     delivery_id: int
     state: DeliveryState
     next_attempt_at_ms: int | None = None
-    error: str | None = None
+    error: str | None = None  # the human message (a JSON body's `message`, an exception)
+    reason: str | None = None  # groupable: "discarded.400", "awaiting-retry.ECONNREFUSED"
+    attempt_number: int = 0
+    attempt: dict[str, Any] | None = None  # the debugger's record: request, response, timing
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,4 +118,44 @@ class Delivery:
     updated_at_ms: int
     next_attempt_at_ms: int | None = None
     last_error: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None
+    completed_at_ms: int | None = None
+    window_start_ms: int = 0
+    replay: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    delivery_id: int
+    number: int
+    at_ms: int
+    state: DeliveryState
+    reason: str | None
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryQuery:
+    destination_id: str | None = None
+    state: DeliveryState | None = None
+    reason: str | None = None
+    limit: int = 100
+    before: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryStats:
+    """The Event Delivery summary of one destination over a window."""
+
+    by_state: dict[str, int]
+    latencies_ms: list[int]  # end to end (ingest → 2xx) of the deliveries that succeeded
+    buckets: list[tuple[int, str, int]]  # (bucket start ms, final state, count)
+    reasons: list[tuple[str, str, int]]  # (reason, state, count)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryFilter:
+    destination_id: str
+    states: tuple[DeliveryState, ...] = (DeliveryState.DISCARDED, DeliveryState.EXPIRED)
+    reason: str | None = None
+    since_ms: int | None = None

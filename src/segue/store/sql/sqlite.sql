@@ -26,8 +26,9 @@ INSERT INTO events (source_id, message_id, type, user_id, anonymous_id, received
 VALUES (?, ?, ?, ?, ?, ?, ?);
 
 -- name: insert_delivery
-INSERT INTO deliveries (event_id, destination_id, state, next_attempt_at_ms, created_at_ms, updated_at_ms)
-VALUES (?, ?, 'pending', ?, ?, ?);
+INSERT INTO deliveries (event_id, destination_id, state, next_attempt_at_ms, created_at_ms,
+    updated_at_ms, window_start_ms)
+VALUES (?, ?, 'pending', ?, ?, ?, ?);
 
 -- name: count_events
 SELECT count(*) FROM events;
@@ -51,20 +52,74 @@ LIMIT ?;
 UPDATE deliveries SET state = 'executing', lease_owner = ?, lease_until_ms = ?,
     next_attempt_at_ms = ?, attempts = attempts + 1, updated_at_ms = ?
 WHERE id = ?
-RETURNING id, event_id, destination_id, attempts, created_at_ms;
+RETURNING id, event_id, destination_id, attempts, created_at_ms, window_start_ms, replay;
 
 -- name: select_event_payload
 SELECT payload FROM events WHERE id = ?;
 
 -- name: settle_delivery
-UPDATE deliveries SET state = ?, next_attempt_at_ms = ?, last_error = ?, lease_owner = NULL,
-    lease_until_ms = NULL, updated_at_ms = ?
+UPDATE deliveries SET state = ?, next_attempt_at_ms = ?, last_error = ?, reason = ?,
+    completed_at_ms = ?, lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = ?
 WHERE id = ?;
+
+-- name: insert_attempt
+INSERT INTO attempts (delivery_id, number, at_ms, state, reason, record) VALUES (?, ?, ?, ?, ?, ?);
 
 -- name: select_delivery
 SELECT id, event_id, destination_id, state, attempts, created_at_ms, updated_at_ms,
-    next_attempt_at_ms, last_error
+    next_attempt_at_ms, last_error, reason, completed_at_ms, window_start_ms, replay
 FROM deliveries WHERE id = ?;
+
+-- name: select_attempts
+SELECT delivery_id, number, at_ms, state, reason, record FROM attempts
+WHERE delivery_id = ? ORDER BY id;
+
+-- name: retry_deliveries
+UPDATE deliveries SET state = 'pending', next_attempt_at_ms = ?, window_start_ms = ?,
+    completed_at_ms = NULL, updated_at_ms = ?
+WHERE destination_id = ? AND state IN (SELECT value FROM json_each(?))
+  AND (? IS NULL OR reason = ?) AND (? IS NULL OR created_at_ms >= ?);
+
+-- name: select_events_in_range
+SELECT id FROM events
+WHERE source_id = ? AND received_at_ms >= ? AND received_at_ms < ? AND id > ?
+ORDER BY id LIMIT ?;
+
+-- name: insert_replay_delivery
+INSERT INTO deliveries (event_id, destination_id, state, next_attempt_at_ms, created_at_ms,
+    updated_at_ms, window_start_ms, replay)
+VALUES (?, ?, 'pending', ?, ?, ?, ?, 1);
+
+-- name: count_deliveries_by_state
+SELECT state, count(*) FROM deliveries WHERE destination_id = ? AND updated_at_ms >= ?
+GROUP BY state;
+
+-- name: completed_latencies
+SELECT completed_at_ms - created_at_ms FROM deliveries
+WHERE destination_id = ? AND completed_at_ms >= ? AND state = 'succeeded';
+
+-- name: completed_buckets
+SELECT (completed_at_ms / ?) * ? AS bucket, state, count(*) FROM deliveries
+WHERE destination_id = ? AND completed_at_ms >= ?
+GROUP BY bucket, state ORDER BY bucket;
+
+-- name: failure_reasons
+SELECT reason, state, count(*) FROM deliveries
+WHERE destination_id = ? AND updated_at_ms >= ? AND state IN ('discarded', 'expired', 'awaiting_retry')
+GROUP BY reason, state ORDER BY count(*) DESC;
+
+-- name: put_object
+INSERT INTO objects (kind, name, doc, updated_at_ms) VALUES (?, ?, ?, ?)
+ON CONFLICT (kind, name) DO UPDATE SET doc = excluded.doc, updated_at_ms = excluded.updated_at_ms;
+
+-- name: get_object
+SELECT doc FROM objects WHERE kind = ? AND name = ?;
+
+-- name: list_objects
+SELECT doc FROM objects WHERE kind = ? ORDER BY name;
+
+-- name: delete_object
+DELETE FROM objects WHERE kind = ? AND name = ?;
 
 -- name: select_meta
 SELECT value FROM meta WHERE key = ?;

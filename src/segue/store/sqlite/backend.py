@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import threading
 import uuid
@@ -11,12 +12,19 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
+
 from segue.store.protocol import SourceExistsError
 from segue.store.queries import load_queries
 from segue.store.records import (
+    FINAL_STATES,
+    Attempt,
     ClaimedDelivery,
     Delivery,
+    DeliveryQuery,
     DeliveryState,
+    DeliveryStats,
+    RetryFilter,
     EventQuery,
     NewEvent,
     Settlement,
@@ -211,8 +219,31 @@ class SQLiteStore:
             conn.executemany(
                 Q["settle_delivery"],
                 [
-                    (s.state.value, s.next_attempt_at_ms or now_ms, s.error, now_ms, s.delivery_id)
+                    (
+                        s.state.value,
+                        s.next_attempt_at_ms or now_ms,
+                        s.error,
+                        s.reason,
+                        now_ms if s.state in FINAL_STATES else None,
+                        now_ms,
+                        s.delivery_id,
+                    )
                     for s in settlements
+                ],
+            )
+            conn.executemany(
+                Q["insert_attempt"],
+                [
+                    (
+                        s.delivery_id,
+                        s.attempt_number,
+                        now_ms,
+                        s.state.value,
+                        s.reason,
+                        orjson.dumps(s.attempt).decode(),
+                    )
+                    for s in settlements
+                    if s.attempt is not None
                 ],
             )
 
@@ -220,19 +251,99 @@ class SQLiteStore:
 
     async def get_delivery(self, delivery_id: int) -> Delivery | None:
         row = await self._read(lambda c: c.execute(Q["select_delivery"], (delivery_id,)).fetchone())
-        if row is None:
-            return None
-        return Delivery(
-            id=row[0],
-            event_id=row[1],
-            destination_id=row[2],
-            state=DeliveryState(row[3]),
-            attempts=row[4],
-            created_at_ms=row[5],
-            updated_at_ms=row[6],
-            next_attempt_at_ms=row[7],
-            last_error=row[8],
+        return None if row is None else _delivery(row)
+
+    async def list_deliveries(self, query: DeliveryQuery) -> list[Delivery]:
+        sql, params = _delivery_query(query)
+        rows = await self._read(lambda c: c.execute(sql, params).fetchall())
+        return [_delivery(row) for row in rows]
+
+    async def list_attempts(self, delivery_id: int) -> list[Attempt]:
+        rows = await self._read(
+            lambda c: c.execute(Q["select_attempts"], (delivery_id,)).fetchall()
         )
+        return [
+            Attempt(r[0], r[1], r[2], DeliveryState(r[3]), r[4], orjson.loads(r[5])) for r in rows
+        ]
+
+    async def delivery_stats(
+        self, destination_id: str, since_ms: int, bucket_ms: int
+    ) -> DeliveryStats:
+        def stats(c: sqlite3.Connection) -> DeliveryStats:
+            by_state = dict(c.execute(Q["count_deliveries_by_state"], (destination_id, since_ms)))
+            latencies = [
+                r[0] for r in c.execute(Q["completed_latencies"], (destination_id, since_ms))
+            ]
+            buckets = c.execute(
+                Q["completed_buckets"], (bucket_ms, bucket_ms, destination_id, since_ms)
+            ).fetchall()
+            reasons = c.execute(Q["failure_reasons"], (destination_id, since_ms)).fetchall()
+            return DeliveryStats(
+                by_state=by_state,
+                latencies_ms=latencies,
+                buckets=[(int(b), str(s), int(n)) for b, s, n in buckets],
+                reasons=[(str(r or "unknown"), str(s), int(n)) for r, s, n in reasons],
+            )
+
+        return await self._read(stats)
+
+    async def retry_deliveries(self, retry: RetryFilter, now_ms: int) -> int:
+        states = json.dumps([s.value for s in retry.states])
+        params = (
+            now_ms,
+            now_ms,
+            now_ms,
+            retry.destination_id,
+            states,
+            retry.reason,
+            retry.reason,
+            retry.since_ms,
+            retry.since_ms,
+        )
+        return await self._write(lambda c: c.execute(Q["retry_deliveries"], params).rowcount)
+
+    async def enqueue_replay(
+        self,
+        source_id: str,
+        destination_id: str,
+        since_ms: int,
+        until_ms: int,
+        *,
+        after_event_id: int,
+        limit: int,
+        now_ms: int,
+    ) -> tuple[int, int]:
+        def enqueue(c: sqlite3.Connection) -> tuple[int, int]:
+            ids = [
+                r[0]
+                for r in c.execute(
+                    Q["select_events_in_range"],
+                    (source_id, since_ms, until_ms, after_event_id, limit),
+                )
+            ]
+            c.executemany(
+                Q["insert_replay_delivery"],
+                [(i, destination_id, now_ms, now_ms, now_ms, now_ms) for i in ids],
+            )
+            return len(ids), (ids[-1] if ids else after_event_id)
+
+        return await self._write(enqueue)
+
+    # -- configuration objects ---------------------------------------------
+    async def put_object(self, kind: str, name: str, doc: dict[str, Any]) -> None:
+        encoded = orjson.dumps(doc).decode()
+        await self._write(lambda c: c.execute(Q["put_object"], (kind, name, encoded, now_ms())))
+
+    async def get_object(self, kind: str, name: str) -> dict[str, Any] | None:
+        row = await self._read(lambda c: c.execute(Q["get_object"], (kind, name)).fetchone())
+        return None if row is None else dict(orjson.loads(row[0]))
+
+    async def list_objects(self, kind: str) -> list[dict[str, Any]]:
+        rows = await self._read(lambda c: c.execute(Q["list_objects"], (kind,)).fetchall())
+        return [dict(orjson.loads(row[0])) for row in rows]
+
+    async def delete_object(self, kind: str, name: str) -> bool:
+        return await self._write(lambda c: c.execute(Q["delete_object"], (kind, name)).rowcount > 0)
 
     # -- settings ----------------------------------------------------------
     async def get_meta(self, key: str) -> str | None:
@@ -281,7 +392,7 @@ def _append(conn: sqlite3.Connection, events: Sequence[NewEvent], window_ms: int
         if event.destinations:
             at = event.received_at_ms
             conn.executemany(
-                enqueue, [(cursor.lastrowid, dest, at, at, at) for dest in event.destinations]
+                enqueue, [(cursor.lastrowid, dest, at, at, at, at) for dest in event.destinations]
             )
         stored.append(True)
     return stored
@@ -329,6 +440,50 @@ def _claim(
                 attempts=row[3],
                 created_at_ms=row[4],
                 payload=payload[0] if payload else b"{}",
+                window_start_ms=row[5],
+                replay=bool(row[6]),
             )
         )
     return claimed
+
+
+def _delivery(row: Sequence[Any]) -> Delivery:
+    return Delivery(
+        id=row[0],
+        event_id=row[1],
+        destination_id=row[2],
+        state=DeliveryState(row[3]),
+        attempts=row[4],
+        created_at_ms=row[5],
+        updated_at_ms=row[6],
+        next_attempt_at_ms=row[7],
+        last_error=row[8],
+        reason=row[9],
+        completed_at_ms=row[10],
+        window_start_ms=row[11],
+        replay=bool(row[12]),
+    )
+
+
+def _delivery_query(query: DeliveryQuery) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("destination_id", query.destination_id),
+        ("state", query.state.value if query.state else None),
+        ("reason", query.reason),
+    ):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    if query.before is not None:
+        clauses.append("id < ?")
+        params.append(query.before)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    sql = (
+        "SELECT id, event_id, destination_id, state, attempts, created_at_ms, updated_at_ms,"
+        " next_attempt_at_ms, last_error, reason, completed_at_ms, window_start_ms, replay"
+        f" FROM deliveries {where} ORDER BY id DESC LIMIT ?"
+    )
+    params.append(query.limit)
+    return sql, params
