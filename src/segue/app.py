@@ -12,8 +12,20 @@ import logging
 from dataclasses import dataclass, field
 
 from segue.asgi import ASGIApp, Receive, Scope, Send, send_bytes, send_json
-from segue.bootstrap import BootReport, admin_token, apply_sources, ensure_data_dir
+from segue.bootstrap import (
+    BootReport,
+    admin_token,
+    apply_catalog,
+    apply_sources,
+    ensure_data_dir,
+)
 from segue.config import ServerConfig
+from segue.delivery.attempt import Deliverer
+from segue.delivery.egress import EgressPolicy
+from segue.delivery.transport import HTTPTransport, Transport
+from segue.delivery.worker import DeliveryWorker
+from segue.destinations.catalog import Catalog
+from segue.destinations.secrets import SecretBox
 from segue.devcenter.admin import AdminAPI
 from segue.devcenter.auth import BearerTokenGuard
 from segue.ingest.app import IngestSettings, TrackingAPI
@@ -39,24 +51,59 @@ class Segue:
     sources: SourceDirectory
     ingestor: Ingestor
     tracking: TrackingAPI
+    catalog: Catalog
+    transport: Transport
+    deliverer: Deliverer
+    worker: DeliveryWorker | None
     report: BootReport | None = None
     _admin: ASGIApp | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _worker_task: asyncio.Task[None] | None = None
 
     @classmethod
-    def build(cls, config: ServerConfig, store: Store | None = None) -> Segue:
+    def build(
+        cls,
+        config: ServerConfig,
+        store: Store | None = None,
+        transport: Transport | None = None,
+    ) -> Segue:
         metrics = Metrics()
         if store is None:
             store = open_store(config.database(), on_commit=metrics.observe_commit)
         sources = SourceDirectory(store)
-        ingestor = Ingestor(store, dedup_window_ms=config.dedup_window_s * 1000, metrics=metrics)
+        catalog = Catalog(store, SecretBox.from_environment(config.data_dir))
+        if transport is None:
+            policy = EgressPolicy.from_config(config.egress.allow, config.egress.allow_http)
+            transport = HTTPTransport(policy)
+        deliverer = Deliverer(catalog, transport)
+        worker = None
+        if config.role in ("all", "deliver"):
+            worker = DeliveryWorker(store, catalog, deliverer, metrics=metrics)
+        ingestor = Ingestor(
+            store,
+            dedup_window_ms=config.dedup_window_s * 1000,
+            metrics=metrics,
+            router=catalog.route,
+            on_enqueued=worker.wake if worker else None,
+        )
         tracking = TrackingAPI(
             ingestor,
             sources,
             metrics=metrics,
             settings=IngestSettings(trust_forwarded_for=config.trust_forwarded_for),
         )
-        return cls(config, store, metrics, sources, ingestor, tracking)
+        return cls(
+            config,
+            store,
+            metrics,
+            sources,
+            ingestor,
+            tracking,
+            catalog,
+            transport,
+            deliverer,
+            worker,
+        )
 
     async def startup(self) -> BootReport:
         if self.config.database_url is None or not self.config.admin_token:
@@ -66,13 +113,22 @@ class Segue:
         report = BootReport(admin_token=token, token_created=created)
         await apply_sources(self.config, self.store, report)
         await self.sources.refresh()
-        admin = AdminAPI(self.store, self.sources).app()
+        await self.catalog.refresh()
+        await apply_catalog(self.config, self.catalog)
+        admin = AdminAPI(self.store, self.sources, self).app()
         self._admin = BearerTokenGuard(admin, token, public=frozenset({"/api/v1/openapi.json"}))
         self._tasks.append(asyncio.create_task(self._prune_dedup_forever()))
+        self._tasks.append(asyncio.create_task(self._refresh_catalog_forever()))
+        if self.worker is not None:
+            self._worker_task = asyncio.create_task(self.worker.run())
         self.report = report
         return report
 
     async def shutdown(self) -> None:
+        if self.worker is not None and self._worker_task is not None:
+            await self.worker.stop()  # in-flight attempts finish and are settled
+            await asyncio.gather(self._worker_task, return_exceptions=True)
+        await self.transport.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -80,6 +136,15 @@ class Segue:
                 await task
         self._tasks.clear()
         await self.store.close()
+
+    async def _refresh_catalog_forever(self) -> None:
+        """Other nodes may change apps and destinations: re-read them now and then."""
+        while True:
+            await asyncio.sleep(5.0)
+            try:
+                await self.catalog.refresh_if_stale()
+            except Exception:
+                log.exception("refreshing the catalog failed")
 
     async def _prune_dedup_forever(self) -> None:
         window_ms = self.config.dedup_window_s * 1000

@@ -8,7 +8,8 @@ import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from segue.config import ServerConfig
+from segue.config import ConfigError, ServerConfig
+from segue.destinations.catalog import Catalog, CatalogError
 from segue.store import Source, Store
 
 _ALPHABET = string.ascii_letters + string.digits
@@ -81,3 +82,16 @@ async def apply_sources(config: ServerConfig, store: Store, report: BootReport) 
                 report.updated.append(updated)
     if not config.sources and not await store.list_sources():
         report.created.append(await store.create_source("default", new_write_key()))
+
+
+async def apply_catalog(config: ServerConfig, catalog: Catalog) -> None:
+    """Create or update the ``[[apps]]`` and ``[[destinations]]`` of the config file."""
+    for kind, items in (("app", config.apps), ("destination", config.destinations)):
+        for body in items:
+            name = body.get("name")
+            exists = (catalog.app if kind == "app" else catalog.destination)(str(name))
+            save = catalog.save_app if kind == "app" else catalog.save_destination
+            try:
+                await save(body, replace=str(name) if exists else None)
+            except CatalogError as exc:
+                raise ConfigError(f"[[{kind}s]] {name!r}: {exc}") from None

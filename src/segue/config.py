@@ -34,6 +34,14 @@ class SourceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class EgressConfig:
+    """Which otherwise-blocked addresses webhooks and functions may call."""
+
+    allow: tuple[str, ...] = ()
+    allow_http: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     data_dir: Path = Path(".segue")
     database_url: str | None = None
@@ -44,6 +52,9 @@ class ServerConfig:
     dedup_window_s: int = DEFAULT_DEDUP_WINDOW_S
     trust_forwarded_for: bool = False
     sources: tuple[SourceConfig, ...] = field(default_factory=tuple)
+    apps: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    destinations: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    egress: EgressConfig = field(default_factory=lambda: EgressConfig())
 
     def database(self) -> str:
         """The database URL, defaulting to SQLite inside the data directory."""
@@ -78,7 +89,7 @@ def load_config(path: Path) -> ServerConfig:
 
 
 def parse_config(document: Mapping[str, Any], origin: str = "config") -> ServerConfig:
-    unknown = set(document) - {"server", "sources"}
+    unknown = set(document) - {"server", "sources", "apps", "destinations", "egress"}
     if unknown:
         raise ConfigError(f"{origin}: unknown section(s) {', '.join(sorted(unknown))}")
     values: dict[str, Any] = {}
@@ -99,9 +110,74 @@ def parse_config(document: Mapping[str, Any], origin: str = "config") -> ServerC
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise ConfigError(f"{origin}: two [[sources]] have the same name")
-    config = ServerConfig(**values, sources=sources)
+    config = ServerConfig(
+        **values,
+        sources=sources,
+        apps=_tables(document, "apps", origin),
+        destinations=tuple(_destination(raw) for raw in _tables(document, "destinations", origin)),
+        egress=_egress(document.get("egress", {}), origin),
+    )
     _check(config, origin)
     return config
+
+
+_DESTINATION_OPTIONS = {
+    "timeout_s",
+    "concurrency",
+    "snake_case",
+    "allow_http",
+    "first_backoff_s",
+    "max_backoff_s",
+    "retry_window_s",
+}
+
+
+def _tables(document: Mapping[str, Any], key: str, origin: str) -> tuple[dict[str, Any], ...]:
+    """``[[apps]]`` / ``[[destinations]]``; their content is checked by the catalog."""
+    raw = document.get(key, [])
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        raise ConfigError(f"{origin}: {key} must be written as [[{key}]] tables")
+    names = [item.get("name") for item in raw]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{origin}: two [[{key}]] have the same name")
+    return tuple(dict(item) for item in raw)
+
+
+def _destination(raw: dict[str, Any]) -> dict[str, Any]:
+    """Delivery options may be written next to the other keys; fold them into ``options``."""
+    options = dict(raw.get("options", {}))
+    body = {}
+    for key, value in raw.items():
+        if key in _DESTINATION_OPTIONS:
+            options[key] = value
+        elif key != "options":
+            body[key] = value
+    if options:
+        body["options"] = options
+    return body
+
+
+def _egress(raw: object, origin: str) -> EgressConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{origin}: [egress] must be a table")
+    if unknown := set(raw) - {"allow", "allow_http"}:
+        raise ConfigError(f"{origin}: unknown key(s) in [egress]: {', '.join(sorted(unknown))}")
+    allow = raw.get("allow", [])
+    if not isinstance(allow, list) or not all(isinstance(a, str) for a in allow):
+        raise ConfigError(f"{origin}: [egress].allow must be a list of addresses or networks")
+    import ipaddress
+
+    for item in allow:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{origin}: [egress].allow: {item!r} is not an address or network"
+            ) from None
+    allow_http = raw.get("allow_http", False)
+    if not isinstance(allow_http, bool):
+        raise ConfigError(f"{origin}: [egress].allow_http must be true or false")
+    return EgressConfig(allow=tuple(allow), allow_http=allow_http)
 
 
 def _is_type(value: object, expected: type) -> bool:

@@ -42,6 +42,19 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.deliveries = Counter(
+            "segue_deliveries",
+            "Delivery attempts by destination and the state they led to.",
+            ["destination", "state"],
+            registry=self.registry,
+        )
+        self.attempt_seconds = Histogram(
+            "segue_delivery_attempt_seconds",
+            "Duration of one delivery attempt (request to response).",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=self.registry,
+        )
+
     def observe_commit(self, seconds: float, jobs: int) -> None:
         """Called from the store's writer thread after every group commit."""
         self.commit_seconds.observe(seconds)

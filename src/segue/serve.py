@@ -16,12 +16,13 @@ from collections.abc import Iterator
 
 import uvicorn
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
 from segue.app import Segue
 from segue.bootstrap import BootReport
-from segue.config import ServerConfig
+from segue.config import ConfigError, ServerConfig
 
 
 def banner(config: ServerConfig, report: BootReport, console: Console) -> None:
@@ -90,7 +91,12 @@ def run(config: ServerConfig, console: Console | None = None) -> None:
     server = _Server(uv_config)
 
     async def main() -> None:
-        report = await segue.startup()
+        try:
+            report = await segue.startup()
+        except ConfigError as exc:
+            console.print(f"[red]error:[/] {escape(str(exc))}")
+            await segue.shutdown()
+            raise SystemExit(2) from None
         banner(config, report, console)
         await server.serve()
 

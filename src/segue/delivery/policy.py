@@ -97,8 +97,10 @@ class RetryPolicy:
         status, failure = outcome.status, outcome.failure
         if status is not None and 200 <= status < 300:
             return RetryDecision(DeliveryState.SUCCEEDED, reason=None)
-        retryable = (status in RETRYABLE_STATUSES) if status is not None else (
-            failure in _RETRYABLE_FAILURES
+        retryable = (
+            (status in RETRYABLE_STATUSES)
+            if status is not None
+            else (failure in _RETRYABLE_FAILURES)
         )
         if not retryable:
             label = "unsupported" if status == 501 or failure is FailureKind.UNSUPPORTED else ""

@@ -87,9 +87,10 @@ def _decode_cursor(cursor: str) -> int:
 class AdminAPI:
     """Builds the Starlette app; handlers are methods so they share the store."""
 
-    def __init__(self, store: Store, sources: SourceDirectory) -> None:
+    def __init__(self, store: Store, sources: SourceDirectory, segue: Any = None) -> None:
         self.store = store
         self.sources = sources
+        self.segue = segue  # the running Segue, for the delivery routes
 
     def app(self) -> Starlette:
         routes = [

@@ -65,12 +65,14 @@ class Ingestor:
         metrics: Metrics | None = None,
         router: Router = _no_destinations,
         max_event_bytes: int = MAX_EVENT_BYTES,
+        on_enqueued: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self._dedup_window_ms = dedup_window_ms
         self._metrics = metrics
         self.router = router
         self._max_event_bytes = max_event_bytes
+        self.on_enqueued = on_enqueued  # wakes the delivery worker after a commit
 
     async def ingest(
         self,
@@ -113,6 +115,10 @@ class Ingestor:
             stored = await self._store.append_events(events, dedup_window_ms=self._dedup_window_ms)
             outcome.accepted = sum(stored)
             outcome.duplicates = len(stored) - outcome.accepted
+            if self.on_enqueued is not None and any(
+                ok and e.destinations for ok, e in zip(stored, events, strict=True)
+            ):
+                self.on_enqueued()
         self._count(source, outcome)
         return outcome
 

@@ -1,0 +1,205 @@
+"""The delivery worker: claim due deliveries, run them concurrently, settle in batches.
+
+The queue lives in the store, so a crash loses nothing: a delivery leased to a
+worker that died is claimed again once its lease runs out (at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from collections.abc import Callable
+
+from segue.delivery.attempt import Deliverer
+from segue.delivery.policy import RetryDecision
+from segue.delivery.webhook import AttemptRecord
+from segue.destinations.catalog import Catalog
+from segue.destinations.models import Destination
+from segue.metrics import Metrics
+from segue.store import ClaimedDelivery, DeliveryState, Settlement, Store
+from segue.timeutil import now_ms
+
+log = logging.getLogger("segue.delivery")
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        store: Store,
+        catalog: Catalog,
+        deliverer: Deliverer,
+        *,
+        clock: Callable[[], int] = now_ms,
+        name: str | None = None,
+        batch_size: int = 256,
+        max_in_flight: int = 1024,
+        lease_ms: int = 60_000,
+        idle_poll_s: float = 1.0,
+        metrics: Metrics | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.deliverer = deliverer
+        self.clock = clock
+        self.name = name or f"worker-{uuid.uuid4().hex[:8]}"
+        self.batch_size = batch_size
+        self.max_in_flight = max_in_flight
+        self.lease_ms = lease_ms
+        self.idle_poll_s = idle_poll_s
+        self.metrics = metrics
+        self.rng = rng
+        self._wakeup = asyncio.Event()
+        self._room = asyncio.Event()
+        self._settle_ready = asyncio.Event()
+        self._pending: list[Settlement] = []
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._semaphores: dict[str, asyncio.Semaphore] = {}
+        self._stopping = False
+
+    def wake(self) -> None:
+        """New deliveries were committed: look now rather than at the next poll."""
+        self._wakeup.set()
+
+    # -- running -------------------------------------------------------------
+    async def run(self) -> None:
+        """Deliver until ``stop()``; settles what finished before returning."""
+        settler = asyncio.create_task(self._settle_forever())
+        try:
+            while not self._stopping:
+                room = self.max_in_flight - len(self._in_flight)
+                if room <= 0:
+                    self._room.clear()
+                    await self._room.wait()
+                    continue
+                self._wakeup.clear()
+                claimed = await self._claim(min(room, self.batch_size))
+                if claimed:
+                    self._start(claimed)
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), self.idle_poll_s)
+        finally:
+            if self._in_flight:
+                await asyncio.gather(*self._in_flight, return_exceptions=True)
+            settler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await settler
+            await self._flush()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wakeup.set()
+        self._room.set()
+
+    async def run_once(self) -> int:
+        """Claim what is due now, deliver it, settle it; for tests with a fake clock."""
+        claimed = await self._claim(self.batch_size)
+        self._start(claimed)
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight)
+        await self._flush()
+        return len(claimed)
+
+    async def _claim(self, limit: int) -> list[ClaimedDelivery]:
+        try:
+            return await self.store.claim_deliveries(self.name, limit, self.clock(), self.lease_ms)
+        except Exception:
+            log.exception("claiming deliveries failed; trying again shortly")
+            await asyncio.sleep(self.idle_poll_s)
+            return []
+
+    def _start(self, claimed: list[ClaimedDelivery]) -> None:
+        for delivery in claimed:
+            task = asyncio.create_task(self._deliver(delivery))
+            self._in_flight.add(task)
+            task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._room.set()
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("a delivery task failed", exc_info=error)
+
+    # -- one delivery --------------------------------------------------------
+    async def _deliver(self, delivery: ClaimedDelivery) -> None:
+        destination = self.catalog.destination_by_id(delivery.destination_id)
+        if destination is None or not destination.enabled:
+            why = "removed" if destination is None else "disabled"
+            self._queue_settlement(
+                Settlement(
+                    delivery.id,
+                    DeliveryState.DISCARDED,
+                    error=f"the destination was {why}",
+                    reason=f"discarded.DESTINATION_{why.upper()}",
+                )
+            )
+            return
+        semaphore = self._semaphore(destination)
+        async with semaphore:
+            record = await self.deliverer.attempt(
+                destination, delivery.payload, replay=delivery.replay
+            )
+        decision = destination.options.retry.decide(
+            record.outcome,
+            attempts=delivery.attempts,
+            created_at_ms=delivery.window_start_ms or delivery.created_at_ms,
+            now_ms=self.clock(),
+            rng=self.rng,
+        )
+        self._queue_settlement(self._settlement(delivery, destination, record, decision))
+
+    def _settlement(
+        self,
+        delivery: ClaimedDelivery,
+        destination: Destination,
+        record: AttemptRecord,
+        decision: RetryDecision,
+    ) -> Settlement:
+        if self.metrics is not None:
+            self.metrics.deliveries.labels(destination.name, decision.state.value).inc()
+            self.metrics.attempt_seconds.observe(record.duration_ms / 1000)
+        return Settlement(
+            delivery.id,
+            decision.state,
+            next_attempt_at_ms=decision.next_attempt_at_ms,
+            error=record.outcome.message or record.error,
+            reason=decision.reason,
+            attempt_number=delivery.attempts,
+            attempt=record.as_json(self.catalog.sensitive_values(destination)),
+        )
+
+    def _semaphore(self, destination: Destination) -> asyncio.Semaphore:
+        semaphore = self._semaphores.get(destination.id)
+        if (
+            semaphore is None
+            or getattr(semaphore, "limit", None) != destination.options.concurrency
+        ):
+            semaphore = asyncio.Semaphore(destination.options.concurrency)
+            semaphore.limit = destination.options.concurrency  # type: ignore[attr-defined]
+            self._semaphores[destination.id] = semaphore
+        return semaphore
+
+    # -- settling ------------------------------------------------------------
+    def _queue_settlement(self, settlement: Settlement) -> None:
+        self._pending.append(settlement)
+        self._settle_ready.set()
+
+    async def _settle_forever(self) -> None:
+        while True:
+            await self._settle_ready.wait()
+            self._settle_ready.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await self.store.settle_deliveries(batch, self.clock())
+            except Exception:
+                # the leases run out and the deliveries are tried again: at-least-once
+                log.exception("settling %d deliveries failed", len(batch))
+                return

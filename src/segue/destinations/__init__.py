@@ -1,0 +1,1 @@
+"""Apps (reusable destination definitions) and destinations (configured instances)."""
