@@ -18,6 +18,7 @@ from segue.bootstrap import (
     apply_catalog,
     apply_sources,
     ensure_data_dir,
+    node_id,
 )
 from segue.config import ServerConfig
 from segue.delivery.attempt import Deliverer
@@ -78,7 +79,9 @@ class Segue:
         deliverer = Deliverer(catalog, transport)
         worker = None
         if config.role in ("all", "deliver"):
-            worker = DeliveryWorker(store, catalog, deliverer, metrics=metrics)
+            worker = DeliveryWorker(
+                store, catalog, deliverer, metrics=metrics, name=node_id(config)
+            )
         ingestor = Ingestor(
             store,
             dedup_window_ms=config.dedup_window_s * 1000,
@@ -120,6 +123,8 @@ class Segue:
         self._tasks.append(asyncio.create_task(self._prune_dedup_forever()))
         self._tasks.append(asyncio.create_task(self._refresh_catalog_forever()))
         if self.worker is not None:
+            # this node restarted: what it had leased before is orphaned, take it back now
+            await self.store.release_leases(self.worker.name, now_ms())
             self._worker_task = asyncio.create_task(self.worker.run())
         self.report = report
         return report

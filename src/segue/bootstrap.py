@@ -35,6 +35,22 @@ class BootReport:
     updated: list[Source] = field(default_factory=list)
 
 
+NODE_FILE = "node_id"
+
+
+def node_id(config: ServerConfig, environ: dict[str, str] | None = None) -> str:
+    """A name for this node that survives restarts, so that it can take back the
+    deliveries it had leased when it died (``SEGUE_NODE_ID`` or ``<data>/node_id``)."""
+    env = os.environ if environ is None else environ
+    if name := env.get("SEGUE_NODE_ID"):
+        return name
+    path = config.data_dir / NODE_FILE
+    if not path.exists():
+        ensure_data_dir(config.data_dir)
+        path.write_text(f"node-{secrets.token_hex(6)}\n", "utf-8")
+    return path.read_text("utf-8").strip()
+
+
 def ensure_data_dir(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     path.chmod(0o700)

@@ -165,3 +165,14 @@ async def test_duplicate_event_does_not_enqueue(store: Store) -> None:
     await store.append_events([event("s", "m", destinations=("d",))], dedup_window_ms=WINDOW)
     claimed = await store.claim_deliveries("w", 10, now_ms=10**7, lease_ms=1000)
     assert len(claimed) == 1
+
+
+async def test_release_leases_hands_back_a_dead_workers_deliveries(store: Store) -> None:
+    await store.append_events([event("s", "m1", destinations=("d1", "d2"))], dedup_window_ms=WINDOW)
+    claimed = await store.claim_deliveries("node-a", 1, now_ms=2_000_000, lease_ms=60_000)
+    assert len(claimed) == 1
+    assert await store.release_leases("node-b", now_ms=2_000_001) == 0
+    assert await store.release_leases("node-a", now_ms=2_000_001) == 1
+    again = await store.claim_deliveries("node-a", 10, now_ms=2_000_001, lease_ms=60_000)
+    assert claimed[0].id in {c.id for c in again}
+    assert next(c for c in again if c.id == claimed[0].id).attempts == 2

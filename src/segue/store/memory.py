@@ -39,6 +39,7 @@ class InMemoryStore:
         self.dedup: dict[tuple[str, str], int] = {}
         self.deliveries: dict[int, Delivery] = {}
         self._leases: dict[int, int] = {}
+        self._owners: dict[int, str] = {}
         self.meta: dict[str, str] = {}
         self.attempts: list[Attempt] = []
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
@@ -195,6 +196,7 @@ class InMemoryStore:
             )
             self.deliveries[delivery.id] = leased
             self._leases[delivery.id] = now_ms + lease_ms
+            self._owners[delivery.id] = worker
             claimed.append(
                 ClaimedDelivery(
                     id=leased.id,
@@ -209,10 +211,27 @@ class InMemoryStore:
             )
         return claimed
 
+    async def release_leases(self, worker: str, now_ms: int) -> int:
+        released = 0
+        for delivery_id, owner in list(self._owners.items()):
+            current = self.deliveries[delivery_id]
+            if owner == worker and current.state is DeliveryState.EXECUTING:
+                self.deliveries[delivery_id] = dataclasses.replace(
+                    current,
+                    state=DeliveryState.PENDING,
+                    next_attempt_at_ms=now_ms,
+                    updated_at_ms=now_ms,
+                )
+                self._leases.pop(delivery_id, None)
+                del self._owners[delivery_id]
+                released += 1
+        return released
+
     async def settle_deliveries(self, settlements: Sequence[Settlement], now_ms: int) -> None:
         for s in settlements:
             current = self.deliveries[s.delivery_id]
             self._leases.pop(s.delivery_id, None)
+            self._owners.pop(s.delivery_id, None)
             self.deliveries[s.delivery_id] = dataclasses.replace(
                 current,
                 state=s.state,

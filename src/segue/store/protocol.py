@@ -87,6 +87,9 @@ class Store(Protocol):
     ) -> list[ClaimedDelivery]:
         """Lease due deliveries (or ones whose lease ran out) to ``worker``."""
 
+    async def release_leases(self, worker: str, now_ms: int) -> int:
+        """Hand back every delivery leased to ``worker`` (it restarted: they are orphans)."""
+
     async def settle_deliveries(self, settlements: Sequence[Settlement], now_ms: int) -> None:
         """Record outcomes of claimed deliveries in one commit."""
 

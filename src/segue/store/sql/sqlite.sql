@@ -126,3 +126,8 @@ SELECT value FROM meta WHERE key = ?;
 
 -- name: upsert_meta
 INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+
+-- name: release_leases
+UPDATE deliveries SET state = 'pending', lease_owner = NULL, lease_until_ms = NULL,
+    next_attempt_at_ms = ?, updated_at_ms = ?
+WHERE state = 'executing' AND lease_owner = ?;

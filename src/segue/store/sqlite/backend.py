@@ -214,6 +214,11 @@ class SQLiteStore:
     ) -> list[ClaimedDelivery]:
         return await self._write(lambda c: _claim(c, worker, limit, now_ms, lease_ms))
 
+    async def release_leases(self, worker: str, now_ms: int) -> int:
+        return await self._write(
+            lambda c: c.execute(Q["release_leases"], (now_ms, now_ms, worker)).rowcount
+        )
+
     async def settle_deliveries(self, settlements: Sequence[Settlement], now_ms: int) -> None:
         def settle(conn: sqlite3.Connection) -> None:
             conn.executemany(
