@@ -23,6 +23,7 @@ from segue.bootstrap import (
 from segue.config import ServerConfig
 from segue.delivery.attempt import Deliverer
 from segue.delivery.egress import EgressPolicy
+from segue.delivery.replay import ReplayRunner
 from segue.delivery.transport import HTTPTransport, Transport
 from segue.delivery.worker import DeliveryWorker
 from segue.destinations.catalog import Catalog
@@ -56,6 +57,7 @@ class Segue:
     transport: Transport
     deliverer: Deliverer
     worker: DeliveryWorker | None
+    replays: ReplayRunner
     report: BootReport | None = None
     _admin: ASGIApp | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -95,6 +97,7 @@ class Segue:
             metrics=metrics,
             settings=IngestSettings(trust_forwarded_for=config.trust_forwarded_for),
         )
+        replays = ReplayRunner(store, worker.wake if worker else lambda: None)
         return cls(
             config,
             store,
@@ -106,7 +109,13 @@ class Segue:
             transport,
             deliverer,
             worker,
+            replays,
         )
+
+    def wake_worker(self) -> None:
+        """New deliveries are due (a bulk retry, a replay page): deliver them now."""
+        if self.worker is not None:
+            self.worker.wake()
 
     async def startup(self) -> BootReport:
         if self.config.database_url is None or not self.config.admin_token:
@@ -126,10 +135,15 @@ class Segue:
             # this node restarted: what it had leased before is orphaned, take it back now
             await self.store.release_leases(self.worker.name, now_ms())
             self._worker_task = asyncio.create_task(self.worker.run())
+            # replays a previous run left unfinished go on (one delivering node should
+            # own them: with several, each would queue the rest of the replay again)
+            if resumed := await self.replays.resume_unfinished():
+                log.info("resumed %d unfinished replay(s)", resumed)
         self.report = report
         return report
 
     async def shutdown(self) -> None:
+        await self.replays.close()
         if self.worker is not None and self._worker_task is not None:
             await self.worker.stop()  # in-flight attempts finish and are settled
             await asyncio.gather(self._worker_task, return_exceptions=True)

@@ -74,3 +74,62 @@ def sample(type_: str, seed: int | None) -> None:
     from segue.spec.samples import sample as make_sample
 
     click.echo(orjson.dumps(make_sample(type_, seed=seed), option=orjson.OPT_INDENT_2).decode())
+
+
+@main.command()
+@click.option("--source", required=True, help="Name of the source whose events to re-send.")
+@click.option("--destination", required=True, help="Name of the destination to send them to.")
+@click.option("--since", help="Start of the range: ISO-8601 or epoch ms [all time].")
+@click.option("--until", help="End of the range (exclusive): ISO-8601 or epoch ms [now].")
+@click.option("--url", default="http://127.0.0.1:8088", show_default=True, help="segue's URL.")
+@click.option("--token", help="Admin token [SEGUE_ADMIN_TOKEN, or DATA/admin_token].")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(path_type=Path),
+    default=Path(".segue"),
+    help="Data directory holding admin_token [./.segue].",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=600.0,
+    show_default=True,
+    help="Stop watching after this many seconds (the replay goes on).",
+)
+@click.option("--no-wait", is_flag=True, help="Start the replay and return.")
+def replay(
+    source: str,
+    destination: str,
+    since: str | None,
+    until: str | None,
+    url: str,
+    token: str | None,
+    data_dir: Path,
+    timeout: float,
+    no_wait: bool,
+) -> None:
+    """Re-send the stored events of SOURCE in a time range to DESTINATION.
+
+    Shows a progress bar of delivered vs queued events until every replayed delivery
+    is done, then a summary.
+    """
+    from segue.devcenter.client import AdminClient, AdminClientError, find_token
+    from segue.devcenter.replay_view import watch_replay
+
+    try:
+        client = AdminClient(url, find_token(token, data_dir))
+        body = {"source": source, "destination": destination, "since": since, "until": until}
+        started = client.post("/replays", {k: v for k, v in body.items() if v is not None})
+        if no_wait:
+            Console().print(f"replay [bold]{started['id']}[/] started")
+            return
+        finished = watch_replay(client, started, timeout_s=timeout, console=console)
+    except AdminClientError as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))}")
+        sys.exit(2)
+    if finished is None:
+        console.print(f"[yellow]still running after {timeout:g} s[/]: the replay goes on")
+        sys.exit(1)
+    if finished["state"] == "failed":
+        sys.exit(1)

@@ -1,12 +1,13 @@
-"""The admin API (``/api/v1``): sources and stored events, as JSON.
+"""The admin API (``/api/v1``): sources, stored events, apps, destinations,
+deliveries, test events and replays, as JSON.
 
 Everything the Developer Center shows is available here, behind the admin token.
 """
 
 from __future__ import annotations
 
-import base64
-from typing import Any
+import logging
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.applications import Starlette
@@ -16,23 +17,31 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from segue.bootstrap import new_write_key
+from segue.delivery.testing import SendTestEvent
+from segue.devcenter.catalog_api import CatalogAPI
+from segue.devcenter.delivery_api import DeliveryAPI
 from segue.devcenter.openapi import openapi_document
+from segue.devcenter.responses import (
+    MAX_PAGE,
+    JSONResponse,
+    decode_cursor,
+    encode_cursor,
+    error,
+    json_body,
+    page_limit,
+)
 from segue.ingest.sources import SourceDirectory
 from segue.store import EventQuery, Source, SourceExistsError, SourceKind, Store, StoredEvent
 
-MAX_EVENT_PAGE = 1000
+if TYPE_CHECKING:
+    from segue.app import Segue
+
+log = logging.getLogger("segue.admin")
+
+MAX_EVENT_PAGE = MAX_PAGE
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
 
-
-class JSONResponse(Response):
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
-
-
-def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"message": message}, status_code=status)
+__all__ = ["AdminAPI", "JSONResponse", "error", "event_json", "json_body", "source_json"]
 
 
 def source_json(source: Source, event_count: int | None = None) -> dict[str, Any]:
@@ -63,31 +72,10 @@ def event_json(event: StoredEvent) -> dict[str, Any]:
     }
 
 
-async def json_body(request: Request) -> dict[str, Any]:
-    try:
-        data = orjson.loads(await request.body())
-    except orjson.JSONDecodeError:
-        raise HTTPException(400, "the body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise HTTPException(400, "the body must be a JSON object")
-    return data
-
-
-def _encode_cursor(event_id: int) -> str:
-    return base64.urlsafe_b64encode(str(event_id).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> int:
-    try:
-        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
-    except ValueError:
-        raise HTTPException(400, "`cursor` is not a cursor this API returned") from None
-
-
 class AdminAPI:
     """Builds the Starlette app; handlers are methods so they share the store."""
 
-    def __init__(self, store: Store, sources: SourceDirectory, segue: Any = None) -> None:
+    def __init__(self, store: Store, sources: SourceDirectory, segue: Segue | None = None) -> None:
         self.store = store
         self.sources = sources
         self.segue = segue  # the running Segue, for the delivery routes
@@ -101,11 +89,21 @@ class AdminAPI:
             Route("/sources/{name}", self.update_source, methods=["PATCH"]),
             Route("/sources/{name}", self.delete_source, methods=["DELETE"]),
             Route("/events", self.list_events, methods=["GET"]),
+            *self._delivery_routes(),
         ]
         return Starlette(
             routes=routes,
             exception_handlers={HTTPException: self._http_error},  # type: ignore[dict-item]
         )
+
+    def _delivery_routes(self) -> list[Route]:
+        """Apps, destinations, test events, deliveries, stats, retry and replays."""
+        if self.segue is None:
+            return []
+        segue = self.segue
+        catalog_api = CatalogAPI(segue.catalog, SendTestEvent(segue.deliverer, segue.catalog))
+        delivery_api = DeliveryAPI(segue.store, segue.catalog, segue.replays, segue.wake_worker)
+        return [*catalog_api.routes(), *delivery_api.routes()]
 
     async def _http_error(self, request: Request, exc: HTTPException) -> Response:
         return error(exc.status_code, exc.detail)
@@ -187,19 +185,14 @@ class AdminAPI:
 
     async def list_events(self, request: Request) -> Response:
         params = request.query_params
-        try:
-            limit = int(params.get("limit", "100"))
-        except ValueError:
-            return error(400, "`limit` must be a number")
-        if not 1 <= limit <= MAX_EVENT_PAGE:
-            return error(400, f"`limit` must be between 1 and {MAX_EVENT_PAGE}")
+        limit = page_limit(request)
         source_id = None
         if name := params.get("source"):
             source = await self.store.get_source(name)
             if source is None:
                 return error(404, f"no source named {name!r}")
             source_id = source.id
-        before = _decode_cursor(params["cursor"]) if params.get("cursor") else None
+        before = decode_cursor(params["cursor"]) if params.get("cursor") else None
         query = EventQuery(
             source_id=source_id,
             user_id=params.get("user_id") or None,
@@ -208,7 +201,7 @@ class AdminAPI:
             before=before,
         )
         events = await self.store.list_events(query)
-        cursor = _encode_cursor(events[-1].id) if len(events) == limit else None
+        cursor = encode_cursor(events[-1].id) if len(events) == limit else None
         return JSONResponse({"events": [event_json(e) for e in events], "next_cursor": cursor})
 
 
@@ -219,3 +212,7 @@ def _rate_limit(body: dict[str, Any]) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise HTTPException(400, "`rate_limit` must be a number of requests per second (0 = none)")
     return float(value)
+
+
+def _nothing() -> None:
+    return None

@@ -6,6 +6,8 @@ from functools import cache
 from typing import Any
 
 from segue import __version__
+from segue.devcenter.openapi_delivery import PATHS as DELIVERY_PATHS
+from segue.devcenter.openapi_delivery import SCHEMAS as DELIVERY_SCHEMAS
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -81,14 +83,16 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "segue admin API",
             "version": __version__,
-            "description": "Manage sources and read stored events. "
-            "Every call needs `Authorization: Bearer <admin token>`.",
+            "description": "Manage sources, apps and destinations; read stored events and "
+            "every delivery attempt; send test events, retry and replay. "
+            "Every call needs `Authorization: Bearer <admin token>`. "
+            "Sensitive setting values are never returned: they show as `••••••`.",
         },
         "servers": [{"url": "/api/v1"}],
         "security": [{"adminToken": []}],
         "components": {
             "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer"}},
-            "schemas": _SCHEMAS,
+            "schemas": {**_SCHEMAS, **DELIVERY_SCHEMAS},
         },
         "paths": {
             "/sources": {
@@ -185,5 +189,6 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            **DELIVERY_PATHS,
         },
     }

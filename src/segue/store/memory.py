@@ -161,6 +161,9 @@ class InMemoryStore:
                 break
         return found
 
+    async def get_events(self, ids: Sequence[int]) -> dict[int, StoredEvent]:
+        return {i: self.events[i - 1] for i in ids if 0 < i <= len(self.events)}
+
     async def count_events(self, source_id: str | None = None) -> int:
         return sum(1 for e in self.events if source_id is None or e.source_id == source_id)
 
@@ -338,6 +341,7 @@ class InMemoryStore:
         after_event_id: int,
         limit: int,
         now_ms: int,
+        replay_id: str | None = None,
     ) -> tuple[int, int]:
         picked = [
             e
@@ -358,9 +362,16 @@ class InMemoryStore:
                 updated_at_ms=now_ms,
                 next_attempt_at_ms=now_ms,
                 window_start_ms=now_ms,
-                replay=True,
+                replay_id=replay_id or "replay",
             )
         return len(picked), (picked[-1].id if picked else after_event_id)
+
+    async def count_replay_deliveries(self, replay_id: str) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for d in self.deliveries.values():
+            if d.replay_id == replay_id:
+                counts[d.state.value] = counts.get(d.state.value, 0) + 1
+        return counts
 
     async def put_object(self, kind: str, name: str, doc: dict[str, Any]) -> None:
         self.objects[(kind, name)] = copy.deepcopy(doc)

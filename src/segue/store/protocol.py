@@ -76,6 +76,9 @@ class Store(Protocol):
 
     async def list_events(self, query: EventQuery) -> list[StoredEvent]: ...
 
+    async def get_events(self, ids: Sequence[int]) -> dict[int, StoredEvent]:
+        """The events with these ids (missing ones are left out)."""
+
     async def count_events(self, source_id: str | None = None) -> int: ...
 
     async def prune_dedup(self, older_than_ms: int) -> int:
@@ -117,11 +120,15 @@ class Store(Protocol):
         after_event_id: int,
         limit: int,
         now_ms: int,
+        replay_id: str | None = None,
     ) -> tuple[int, int]:
         """Queue replay deliveries for the next ``limit`` events of the range.
 
         Returns (deliveries queued, last event id): call again with that id until 0.
         """
+
+    async def count_replay_deliveries(self, replay_id: str) -> dict[str, int]:
+        """How many deliveries of one replay are in each state."""
 
     # -- configuration objects (apps, destinations, replays) as JSON documents --
     async def put_object(self, kind: str, name: str, doc: dict[str, Any]) -> None: ...

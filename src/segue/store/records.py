@@ -121,7 +121,11 @@ class Delivery:
     reason: str | None = None
     completed_at_ms: int | None = None
     window_start_ms: int = 0
-    replay: bool = False
+    replay_id: str | None = None
+
+    @property
+    def replay(self) -> bool:
+        return self.replay_id is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,7 +52,7 @@ LIMIT ?;
 UPDATE deliveries SET state = 'executing', lease_owner = ?, lease_until_ms = ?,
     next_attempt_at_ms = ?, attempts = attempts + 1, updated_at_ms = ?
 WHERE id = ?
-RETURNING id, event_id, destination_id, attempts, created_at_ms, window_start_ms, replay;
+RETURNING id, event_id, destination_id, attempts, created_at_ms, window_start_ms, replay_id;
 
 -- name: select_event_payload
 SELECT payload FROM events WHERE id = ?;
@@ -67,7 +67,7 @@ INSERT INTO attempts (delivery_id, number, at_ms, state, reason, record) VALUES 
 
 -- name: select_delivery
 SELECT id, event_id, destination_id, state, attempts, created_at_ms, updated_at_ms,
-    next_attempt_at_ms, last_error, reason, completed_at_ms, window_start_ms, replay
+    next_attempt_at_ms, last_error, reason, completed_at_ms, window_start_ms, replay_id
 FROM deliveries WHERE id = ?;
 
 -- name: select_attempts
@@ -87,8 +87,15 @@ ORDER BY id LIMIT ?;
 
 -- name: insert_replay_delivery
 INSERT INTO deliveries (event_id, destination_id, state, next_attempt_at_ms, created_at_ms,
-    updated_at_ms, window_start_ms, replay)
-VALUES (?, ?, 'pending', ?, ?, ?, ?, 1);
+    updated_at_ms, window_start_ms, replay_id)
+VALUES (?, ?, 'pending', ?, ?, ?, ?, ?);
+
+-- name: count_replay_deliveries
+SELECT state, count(*) FROM deliveries WHERE replay_id = ? GROUP BY state;
+
+-- name: select_event_by_id
+SELECT id, source_id, message_id, type, received_at_ms, payload, user_id, anonymous_id
+FROM events WHERE id = ?;
 
 -- name: count_deliveries_by_state
 SELECT state, count(*) FROM deliveries WHERE destination_id = ? AND updated_at_ms >= ?

@@ -189,6 +189,17 @@ class SQLiteStore:
         rows = await self._read(lambda c: c.execute(sql, params).fetchall())
         return [StoredEvent(*row) for row in rows]
 
+    async def get_events(self, ids: Sequence[int]) -> dict[int, StoredEvent]:
+        def fetch(c: sqlite3.Connection) -> dict[int, StoredEvent]:
+            found = {}
+            for event_id in dict.fromkeys(ids):
+                row = c.execute(Q["select_event_by_id"], (event_id,)).fetchone()
+                if row is not None:
+                    found[event_id] = StoredEvent(*row)
+            return found
+
+        return await self._read(fetch)
+
     async def count_events(self, source_id: str | None = None) -> int:
         if source_id is None:
             row = await self._read(lambda c: c.execute(Q["count_events"]).fetchone())
@@ -317,7 +328,10 @@ class SQLiteStore:
         after_event_id: int,
         limit: int,
         now_ms: int,
+        replay_id: str | None = None,
     ) -> tuple[int, int]:
+        replay_id = replay_id or "replay"
+
         def enqueue(c: sqlite3.Connection) -> tuple[int, int]:
             ids = [
                 r[0]
@@ -328,11 +342,17 @@ class SQLiteStore:
             ]
             c.executemany(
                 Q["insert_replay_delivery"],
-                [(i, destination_id, now_ms, now_ms, now_ms, now_ms) for i in ids],
+                [(i, destination_id, now_ms, now_ms, now_ms, now_ms, replay_id) for i in ids],
             )
             return len(ids), (ids[-1] if ids else after_event_id)
 
         return await self._write(enqueue)
+
+    async def count_replay_deliveries(self, replay_id: str) -> dict[str, int]:
+        rows = await self._read(
+            lambda c: c.execute(Q["count_replay_deliveries"], (replay_id,)).fetchall()
+        )
+        return {str(state): int(count) for state, count in rows}
 
     # -- configuration objects ---------------------------------------------
     async def put_object(self, kind: str, name: str, doc: dict[str, Any]) -> None:
@@ -446,7 +466,7 @@ def _claim(
                 created_at_ms=row[4],
                 payload=payload[0] if payload else b"{}",
                 window_start_ms=row[5],
-                replay=bool(row[6]),
+                replay=row[6] is not None,
             )
         )
     return claimed
@@ -466,7 +486,7 @@ def _delivery(row: Sequence[Any]) -> Delivery:
         reason=row[9],
         completed_at_ms=row[10],
         window_start_ms=row[11],
-        replay=bool(row[12]),
+        replay_id=row[12],
     )
 
 
@@ -487,7 +507,7 @@ def _delivery_query(query: DeliveryQuery) -> tuple[str, list[Any]]:
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     sql = (
         "SELECT id, event_id, destination_id, state, attempts, created_at_ms, updated_at_ms,"
-        " next_attempt_at_ms, last_error, reason, completed_at_ms, window_start_ms, replay"
+        " next_attempt_at_ms, last_error, reason, completed_at_ms, window_start_ms, replay_id"
         f" FROM deliveries {where} ORDER BY id DESC LIMIT ?"
     )
     params.append(query.limit)

@@ -10,8 +10,10 @@ CREATE TABLE objects (
 ALTER TABLE deliveries ADD COLUMN window_start_ms INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE deliveries ADD COLUMN completed_at_ms INTEGER;
 ALTER TABLE deliveries ADD COLUMN reason TEXT;
-ALTER TABLE deliveries ADD COLUMN replay INTEGER NOT NULL DEFAULT 0;
+-- set on deliveries queued by a replay
+ALTER TABLE deliveries ADD COLUMN replay_id TEXT;
 CREATE INDEX deliveries_by_destination_state ON deliveries (destination_id, state, id);
+CREATE INDEX deliveries_by_replay ON deliveries (replay_id, state) WHERE replay_id IS NOT NULL;
 CREATE INDEX deliveries_by_completion ON deliveries (destination_id, completed_at_ms)
     WHERE completed_at_ms IS NOT NULL;
 
