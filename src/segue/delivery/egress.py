@@ -43,8 +43,13 @@ class EgressPolicy:
 
     def blocked_reason(self, address: IPAddress) -> str | None:
         """Why ``address`` may not be contacted, or None if it may."""
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
+        if isinstance(address, ipaddress.IPv6Address):
+            # IPv4 inside IPv6 (mapped, 6to4, Teredo) is judged as the IPv4 it carries
+            embedded = address.ipv4_mapped or address.sixtofour
+            if embedded is None and address.teredo is not None:
+                embedded = address.teredo[1]
+            if embedded is not None:
+                address = embedded
         if any(address in network for network in self.allow):
             return None
         if address in METADATA_ADDRESSES:

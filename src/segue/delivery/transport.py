@@ -71,7 +71,7 @@ class HTTPTransport:
                 timeout=timeout,
                 allow_redirects=False,
             ) as response:
-                body = await response.content.read(MAX_RESPONSE_BYTES)
+                body = await _read_capped(response, MAX_RESPONSE_BYTES)
                 return WebhookResponse(
                     status=response.status,
                     headers=tuple((str(k), str(v)) for k, v in response.headers.items()),
@@ -90,6 +90,8 @@ class HTTPTransport:
             raise TransportError(
                 FailureKind.CONNECTION_RESET, str(exc) or "connection reset"
             ) from None
+        except aiohttp.InvalidURL as exc:
+            raise TransportError(FailureKind.INVALID_SETTINGS, f"invalid URL: {exc}") from None
         except aiohttp.ClientError as exc:
             raise TransportError(
                 FailureKind.CONNECTION_RESET, f"{type(exc).__name__}: {exc}"
@@ -98,6 +100,19 @@ class HTTPTransport:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes:
+    """The body up to ``cap`` bytes, however many chunks it arrives in."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < cap:
+        chunk = await response.content.read(cap - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _connector_kind(exc: aiohttp.ClientConnectorError) -> FailureKind:

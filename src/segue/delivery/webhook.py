@@ -49,13 +49,13 @@ class AttemptRecord:
     duration_ms: float
     error: str | None = None
 
-    def as_json(self, sensitive_values: tuple[str, ...] = ()) -> dict[str, Any]:
+    def as_json(self, sensitive_keys: frozenset[str] = frozenset()) -> dict[str, Any]:
         """For the API and the store: secrets masked, bodies capped."""
         return {
             "request": {
                 "method": "POST",
                 "url": self.request.url,
-                "headers": masked_headers(self.request.headers, sensitive_values),
+                "headers": masked_headers(self.request.headers, sensitive_keys),
                 "body": _text(self.request.body),
             },
             "response": None
@@ -110,7 +110,7 @@ def build_request(
 
 
 def masked_headers(
-    headers: tuple[tuple[str, str], ...], sensitive_values: tuple[str, ...] = ()
+    headers: tuple[tuple[str, str], ...], sensitive_keys: frozenset[str] = frozenset()
 ) -> dict[str, str]:
     """Headers for display: credentials and encoded secrets never leave segue."""
     shown = {}
@@ -118,16 +118,21 @@ def masked_headers(
         lower = name.lower()
         if lower == "authorization":
             shown[name] = value.split(" ", 1)[0] + " " + MASK
-        elif lower == "x-segment-settings" and sensitive_values:
-            shown[name] = _masked_settings(value, sensitive_values)
+        elif lower == "x-segment-settings" and sensitive_keys:
+            shown[name] = _masked_settings(value, sensitive_keys)
         else:
             shown[name] = value
     return shown
 
 
-def _masked_settings(encoded: str, sensitive_values: tuple[str, ...]) -> str:
-    settings = orjson.loads(base64.b64decode(encoded))
-    masked = {k: (MASK if v in sensitive_values else v) for k, v in settings.items()}
+def _masked_settings(encoded: str, sensitive_keys: frozenset[str]) -> str:
+    try:
+        settings = orjson.loads(base64.b64decode(encoded))
+    except (ValueError, orjson.JSONDecodeError):
+        return MASK  # not what segue sends: show nothing rather than a secret
+    if not isinstance(settings, dict):
+        return MASK
+    masked = {k: (MASK if k in sensitive_keys else v) for k, v in settings.items()}
     return base64.b64encode(orjson.dumps(masked)).decode("ascii")
 
 

@@ -57,6 +57,7 @@ class DeliveryWorker:
         self._settle_ready = asyncio.Event()
         self._pending: list[Settlement] = []
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._leased: set[int] = set()  # delivery ids claimed and not yet settled
         self._semaphores: dict[str, asyncio.Semaphore] = {}
         self._stopping = False
 
@@ -68,6 +69,7 @@ class DeliveryWorker:
     async def run(self) -> None:
         """Deliver until ``stop()``; settles what finished before returning."""
         settler = asyncio.create_task(self._settle_forever())
+        heartbeat = asyncio.create_task(self._extend_leases_forever())
         try:
             while not self._stopping:
                 room = self.max_in_flight - len(self._in_flight)
@@ -85,9 +87,10 @@ class DeliveryWorker:
         finally:
             if self._in_flight:
                 await asyncio.gather(*self._in_flight, return_exceptions=True)
-            settler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await settler
+            for task in (settler, heartbeat):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await self._flush()
 
     async def stop(self) -> None:
@@ -114,6 +117,7 @@ class DeliveryWorker:
 
     def _start(self, claimed: list[ClaimedDelivery]) -> None:
         for delivery in claimed:
+            self._leased.add(delivery.id)
             task = asyncio.create_task(self._deliver(delivery))
             self._in_flight.add(task)
             task.add_done_callback(self._done)
@@ -169,7 +173,7 @@ class DeliveryWorker:
             error=record.outcome.message or record.error,
             reason=decision.reason,
             attempt_number=delivery.attempts,
-            attempt=record.as_json(self.catalog.sensitive_values(destination)),
+            attempt=record.as_json(self.catalog.sensitive_keys(destination)),
         )
 
     def _semaphore(self, destination: Destination) -> asyncio.Semaphore:
@@ -185,8 +189,28 @@ class DeliveryWorker:
 
     # -- settling ------------------------------------------------------------
     def _queue_settlement(self, settlement: Settlement) -> None:
+        self._leased.discard(settlement.delivery_id)
         self._pending.append(settlement)
         self._settle_ready.set()
+
+    async def _extend_leases_forever(self) -> None:
+        """A delivery waiting for a slow endpoint keeps its lease, so that no other
+        worker claims it meanwhile (which would deliver it twice)."""
+        interval = self.lease_ms / 3000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.extend_leases()
+            except Exception:
+                log.exception("extending delivery leases failed")
+
+    async def extend_leases(self) -> int:
+        """Renew the lease of every delivery claimed and not yet settled."""
+        if not self._leased:
+            return 0
+        return await self.store.extend_leases(
+            self.name, sorted(self._leased), self.clock() + self.lease_ms
+        )
 
     async def _settle_forever(self) -> None:
         while True:

@@ -50,7 +50,11 @@ def check_name(name: object, what: str) -> str:
 def check_endpoint(endpoint: object) -> str:
     if not isinstance(endpoint, str) or not endpoint:
         raise CatalogError("`endpoint` must be an http(s) URL")
-    url = URL(endpoint)
+    try:
+        url = URL(endpoint)
+        url.port  # noqa: B018 - yarl validates the port lazily
+    except ValueError as exc:
+        raise CatalogError(f"`endpoint` is not a valid URL: {exc}") from None
     if url.scheme not in ("http", "https") or not url.host:
         raise CatalogError(f"`endpoint` must be an http(s) URL, not {endpoint!r}")
     return endpoint
@@ -82,7 +86,7 @@ class Catalog:
         async with self._lock:
             apps = {d["name"]: App.from_doc(d) for d in await self._store.list_objects(APP)}
             destinations = {
-                d["name"]: self._destination_from_doc(d)
+                d["name"]: self._destination_from_doc(d, apps)
                 for d in await self._store.list_objects(DESTINATION)
             }
             by_source: dict[str, list[Destination]] = {}
@@ -126,9 +130,9 @@ class Catalog:
         app = self._apps.get(destination.app) if destination.app else None
         return app.endpoint if app else None
 
-    def sensitive_values(self, destination: Destination) -> tuple[str, ...]:
-        keys = sensitive_keys(self.fields_of(destination))
-        return tuple(str(v) for k, v in destination.settings.items() if k in keys and v)
+    def sensitive_keys(self, destination: Destination) -> frozenset[str]:
+        """Keys whose values must never be shown (masked by key, whatever their type)."""
+        return sensitive_keys(self.fields_of(destination))
 
     def route(self, source: Source, message: dict[str, Any]) -> tuple[str, ...]:
         """Destination ids for an event, honouring its ``integrations`` object."""
@@ -311,14 +315,19 @@ class Catalog:
             "created_at_ms": destination.created_at_ms,
         }
 
-    def _destination_from_doc(self, doc: dict[str, Any]) -> Destination:
+    def _destination_from_doc(self, doc: dict[str, Any], apps: dict[str, App]) -> Destination:
+        app = apps.get(doc.get("app") or "")
+        secret = sensitive_keys(app.settings if app else parse_fields([]))
         return Destination(
             id=doc["id"],
             name=doc["name"],
             app=doc.get("app"),
             endpoint=doc.get("endpoint"),
             sources=tuple(doc.get("sources", ())),
-            settings={k: self._secrets.open(v) for k, v in doc.get("settings", {}).items()},
+            settings={
+                k: (self._secrets.open(v) if k in secret else v)
+                for k, v in doc.get("settings", {}).items()
+            },
             enabled=doc.get("enabled", True),
             options=DeliveryOptions.from_doc(doc.get("options")),
             created_at_ms=doc.get("created_at_ms", 0),

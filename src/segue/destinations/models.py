@@ -87,6 +87,9 @@ class DeliveryOptions:
         for key, value in numbers.items():
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise SettingsError(f"option `{key}` must be a positive number")
+        concurrency = doc.get("concurrency", 32)
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise SettingsError("option `concurrency` must be a whole number ≥ 1")
         for key in ("snake_case", "allow_http"):
             if not isinstance(doc.get(key, False), bool):
                 raise SettingsError(f"option `{key}` must be true or false")

@@ -85,7 +85,8 @@ def parse_fields(raw: object) -> tuple[SettingField, ...]:
                 key=key,
                 description=description,
                 required=item.get("required", False),
-                sensitive=item.get("sensitive", False),
+                # the API key travels in Authorization: it is always a secret
+                sensitive=item.get("sensitive", False) or key == API_KEY,
             )
         )
     keys = [f.key for f in fields]
@@ -112,6 +113,9 @@ def check_values(
             raise SettingsError(
                 f"unknown setting(s) {', '.join(unknown)}; the app defines {', '.join(by_key)}"
             )
+    for key, value in values.items():
+        if isinstance(value, dict) and "$secret" in value:
+            raise SettingsError(f"setting {key!r}: `$secret` is reserved for encrypted values")
     missing = [f.label for f in fields if f.required and values.get(f.key) in (None, "")]
     if missing:
         raise SettingsError(f"missing required setting(s): {', '.join(missing)}")

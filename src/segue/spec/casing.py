@@ -73,8 +73,10 @@ def _fold(key: str) -> str:
 
 
 def _wrap(value: Any) -> Any:
-    return (
-        CaseInsensitiveDict(value)
-        if isinstance(value, dict) and not isinstance(value, CaseInsensitiveDict)
-        else value
-    )
+    if isinstance(value, CaseInsensitiveDict):
+        return value
+    if isinstance(value, dict):
+        return CaseInsensitiveDict(value)
+    if isinstance(value, list):
+        return [_wrap(item) for item in value]
+    return value

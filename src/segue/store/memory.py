@@ -214,6 +214,22 @@ class InMemoryStore:
             )
         return claimed
 
+    async def extend_leases(self, worker: str, ids: Sequence[int], until_ms: int) -> int:
+        extended = 0
+        for delivery_id in ids:
+            current = self.deliveries.get(delivery_id)
+            if (
+                current is not None
+                and current.state is DeliveryState.EXECUTING
+                and self._owners.get(delivery_id) == worker
+            ):
+                self._leases[delivery_id] = until_ms
+                self.deliveries[delivery_id] = dataclasses.replace(
+                    current, next_attempt_at_ms=until_ms
+                )
+                extended += 1
+        return extended
+
     async def release_leases(self, worker: str, now_ms: int) -> int:
         released = 0
         for delivery_id, owner in list(self._owners.items()):
@@ -326,6 +342,7 @@ class InMemoryStore:
                     next_attempt_at_ms=now_ms,
                     window_start_ms=now_ms,
                     completed_at_ms=None,
+                    reason=None,
                     updated_at_ms=now_ms,
                 )
                 count += 1

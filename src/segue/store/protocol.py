@@ -90,6 +90,9 @@ class Store(Protocol):
     ) -> list[ClaimedDelivery]:
         """Lease due deliveries (or ones whose lease ran out) to ``worker``."""
 
+    async def extend_leases(self, worker: str, ids: Sequence[int], until_ms: int) -> int:
+        """Keep deliveries still in flight leased to ``worker`` (a slow endpoint)."""
+
     async def release_leases(self, worker: str, now_ms: int) -> int:
         """Hand back every delivery leased to ``worker`` (it restarted: they are orphans)."""
 

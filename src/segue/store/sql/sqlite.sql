@@ -76,7 +76,7 @@ WHERE delivery_id = ? ORDER BY id;
 
 -- name: retry_deliveries
 UPDATE deliveries SET state = 'pending', next_attempt_at_ms = ?, window_start_ms = ?,
-    completed_at_ms = NULL, updated_at_ms = ?
+    completed_at_ms = NULL, reason = NULL, updated_at_ms = ?
 WHERE destination_id = ? AND state IN (SELECT value FROM json_each(?))
   AND (? IS NULL OR reason = ?) AND (? IS NULL OR created_at_ms >= ?);
 
@@ -138,3 +138,7 @@ INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET valu
 UPDATE deliveries SET state = 'pending', lease_owner = NULL, lease_until_ms = NULL,
     next_attempt_at_ms = ?, updated_at_ms = ?
 WHERE state = 'executing' AND lease_owner = ?;
+
+-- name: extend_leases
+UPDATE deliveries SET lease_until_ms = ?, next_attempt_at_ms = ?
+WHERE lease_owner = ? AND state = 'executing' AND id IN (SELECT value FROM json_each(?));

@@ -225,6 +225,12 @@ class SQLiteStore:
     ) -> list[ClaimedDelivery]:
         return await self._write(lambda c: _claim(c, worker, limit, now_ms, lease_ms))
 
+    async def extend_leases(self, worker: str, ids: Sequence[int], until_ms: int) -> int:
+        encoded = json.dumps(list(ids))
+        return await self._write(
+            lambda c: c.execute(Q["extend_leases"], (until_ms, until_ms, worker, encoded)).rowcount
+        )
+
     async def release_leases(self, worker: str, now_ms: int) -> int:
         return await self._write(
             lambda c: c.execute(Q["release_leases"], (now_ms, now_ms, worker)).rowcount
