@@ -179,6 +179,11 @@ class Segue:
         if kind == "http":
             path: str = scope["path"]
             if path.startswith("/v1/"):
+                if self.config.role == "deliver":
+                    await send_json(
+                        send, 404, {"message": "this node only delivers (--role deliver)"}
+                    )
+                    return
                 await self.tracking(scope, receive, send)
             elif path.startswith("/api/v1/") or path == "/api/v1":
                 await self._admin_app(scope, receive, send)

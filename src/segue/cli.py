@@ -12,7 +12,14 @@ from rich.console import Console
 from rich.markup import escape
 
 from segue import __version__
-from segue.config import ROLES, ConfigError, ServerConfig, apply_environment, load_config
+from segue.config import (
+    ROLES,
+    ConfigError,
+    ServerConfig,
+    apply_environment,
+    check_config,
+    load_config,
+)
 
 console = Console(stderr=True)
 
@@ -59,6 +66,11 @@ def serve(
         port=port or config.port,
         role=role or config.role,
     )
+    try:
+        check_config(config, "command line")
+    except ConfigError as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))}")
+        sys.exit(2)
     run(config, Console())
 
 

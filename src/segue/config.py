@@ -74,6 +74,7 @@ _SERVER_KEYS: dict[str, tuple[str, type]] = {
     "dedup_window": ("dedup_window_s", int),
     "trust_forwarded_for": ("trust_forwarded_for", bool),
 }
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 _SOURCE_KEYS = {"name", "write_key", "kind", "rate_limit", "enabled"}
 
 
@@ -192,8 +193,8 @@ def _source(raw: Mapping[str, Any], origin: str, index: int) -> SourceConfig:
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     name = raw.get("name")
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"{where}: `name` is required")
+    if not isinstance(name, str) or not name or not set(name) <= _NAME_CHARS:
+        raise ConfigError(f"{where}: `name` is required: lower-case letters, digits, - and _")
     try:
         kind = SourceKind(raw.get("kind", "standard"))
     except ValueError:
@@ -218,6 +219,11 @@ def _source(raw: Mapping[str, Any], origin: str, index: int) -> SourceConfig:
     )
 
 
+def check_config(config: ServerConfig, origin: str) -> None:
+    """Cross-field checks, run again after command-line flags are applied."""
+    _check(config, origin)
+
+
 def _check(config: ServerConfig, origin: str) -> None:
     if config.role not in ROLES:
         raise ConfigError(f"{origin}: role must be one of {', '.join(ROLES)}")
@@ -225,6 +231,13 @@ def _check(config: ServerConfig, origin: str) -> None:
         raise ConfigError(f"{origin}: port must be between 1 and 65535")
     if config.dedup_window_s < 0:
         raise ConfigError(f"{origin}: dedup_window must be a number of seconds")
+    if config.database_url is not None:
+        from segue.store.factory import check_database_url
+
+        try:
+            check_database_url(config.database_url)
+        except ValueError as exc:
+            raise ConfigError(f"{origin}: {exc}") from None
 
 
 def apply_environment(

@@ -31,14 +31,15 @@ def banner(config: ServerConfig, report: BootReport, console: Console) -> None:
     table.add_column(style="bold")
     table.add_column()
     table.add_row("Tracking API", f"{base}/v1/  (point your Segment SDK's host here)")
-    table.add_row("Developer Center", f"{base}/")
     table.add_row("Admin API", f"{base}/api/v1/  (OpenAPI: {base}/api/v1/openapi.json)")
     table.add_row("Metrics", f"{base}/metrics")
     table.add_row("Database", config.database())
     if report.token_created:
         table.add_row("Admin token", report.admin_token)
     elif config.admin_token:
-        table.add_row("Admin token", "as configured (SEGUE_ADMIN_TOKEN or [server] admin_token)")
+        table.add_row(
+            "Admin token", escape("as configured (SEGUE_ADMIN_TOKEN or [server] admin_token)")
+        )
     else:
         table.add_row("Admin token", f"in {config.data_dir / 'admin_token'}")
     console.print(Panel(table, title="segue is running", expand=False))

@@ -22,7 +22,7 @@ from segue.store import SourceKind
 FULL_TOML = """
 [server]
 data = "/var/lib/segue"
-database = "postgresql://segue@db/segue"
+database = "sqlite:////srv/segue/main.db"
 host = "0.0.0.0"
 port = 9090
 role = "ingest"
@@ -59,8 +59,8 @@ def test_full_file(tmp_path: Path) -> None:
     path.write_text(FULL_TOML, "utf-8")
     config = load_config(path)
     assert config.data_dir == Path("/var/lib/segue")
-    assert config.database_url == "postgresql://segue@db/segue"
-    assert config.database() == "postgresql://segue@db/segue"
+    assert config.database_url == "sqlite:////srv/segue/main.db"
+    assert config.database() == "sqlite:////srv/segue/main.db"
     assert config.host == "0.0.0.0"
     assert config.port == 9090
     assert config.role == "ingest"
@@ -169,7 +169,7 @@ def test_environment_overrides_the_file() -> None:
     config = parse_config({"server": {"port": 9000, "admin_token": "from-file"}})
     env = {
         "SEGUE_ADMIN_TOKEN": "from-env",
-        "SEGUE_DATABASE_URL": "postgresql://db/segue",
+        "SEGUE_DATABASE_URL": "sqlite:////srv/segue/other.db?synchronous=normal",
         "SEGUE_DATA": "/data",
         "SEGUE_HOST": "::",
         "SEGUE_PORT": "8123",
@@ -177,7 +177,7 @@ def test_environment_overrides_the_file() -> None:
     }
     updated = apply_environment(config, env)
     assert updated.admin_token == "from-env"
-    assert updated.database_url == "postgresql://db/segue"
+    assert updated.database_url == "sqlite:////srv/segue/other.db?synchronous=normal"
     assert updated.data_dir == Path("/data")
     assert updated.host == "::"
     assert updated.port == 8123
@@ -220,3 +220,17 @@ def test_bad_dedup_window() -> None:
 def test_segue_port_with_non_ascii_digit() -> None:
     with pytest.raises(ConfigError):
         apply_environment(ServerConfig(), {"SEGUE_PORT": "8²"})
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("postgresql://db/segue", "unsupported database URL"),
+        ("sqlite:////tmp/x.db?synchronous=sometimes", "synchronous must be one of"),
+        ("sqlite:////tmp/x.db?mode=ro", "unknown SQLite option"),
+        ("sqlite:///", "names no file"),
+    ],
+)
+def test_a_database_url_segue_cannot_open_is_a_config_error(url: str, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        apply_environment(ServerConfig(), {"SEGUE_DATABASE_URL": url})

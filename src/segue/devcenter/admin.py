@@ -120,6 +120,11 @@ class AdminAPI:
 
     async def create_source(self, request: Request) -> Response:
         body = await json_body(request)
+        if unknown := set(body) - {"name", "write_key", "kind", "rate_limit", "enabled"}:
+            return error(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+        enabled = body.get("enabled", True)
+        if not isinstance(enabled, bool):
+            return error(400, "`enabled` must be true or false")
         name = body.get("name")
         if not isinstance(name, str) or not name or not set(name) <= _NAME_CHARS:
             return error(400, "`name` is required: lower-case letters, digits, - and _")
@@ -135,6 +140,8 @@ class AdminAPI:
             source = await self.store.create_source(name, write_key, kind, rate_limit)
         except SourceExistsError as exc:
             return error(409, str(exc))
+        if not enabled:
+            source = await self.store.update_source(name, enabled=False) or source
         self.sources.invalidate()
         return JSONResponse(source_json(source, 0), status_code=201)
 
@@ -174,7 +181,7 @@ class AdminAPI:
         if source is None:
             return error(404, f"no source named {name!r}")
         self.sources.invalidate()
-        return JSONResponse(source_json(source))
+        return JSONResponse(source_json(source, await self.store.count_events(source.id)))
 
     async def delete_source(self, request: Request) -> Response:
         name = request.path_params["name"]

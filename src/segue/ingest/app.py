@@ -298,7 +298,7 @@ def _raise_for_rejections(outcome: IngestOutcome) -> None:
         400,
         RejectionCode.MULTI_USER_ERROR,
         f"{len(rejected)} of {len(rejected) + kept} events were rejected;"
-        f" the other {kept} were accepted",
+        f" {kept} {'was' if kept == 1 else 'were'} accepted",
         {"accepted": kept, "rejected": [r.as_json() for r in rejected]},
         counted=True,
     )

@@ -142,3 +142,8 @@ WHERE state = 'executing' AND lease_owner = ?;
 -- name: extend_leases
 UPDATE deliveries SET lease_until_ms = ?, next_attempt_at_ms = ?
 WHERE lease_owner = ? AND state = 'executing' AND id IN (SELECT value FROM json_each(?));
+
+-- name: any_due_delivery
+SELECT 1 FROM deliveries
+WHERE next_attempt_at_ms <= ? AND state IN ('pending', 'awaiting_retry', 'executing')
+LIMIT 1;

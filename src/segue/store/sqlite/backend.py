@@ -223,6 +223,10 @@ class SQLiteStore:
     async def claim_deliveries(
         self, worker: str, limit: int, now_ms: int, lease_ms: int
     ) -> list[ClaimedDelivery]:
+        # look first on a reader: an idle queue costs no write transaction (no fsync)
+        due = await self._read(lambda c: c.execute(Q["any_due_delivery"], (now_ms,)).fetchone())
+        if due is None:
+            return []
         return await self._write(lambda c: _claim(c, worker, limit, now_ms, lease_ms))
 
     async def extend_leases(self, worker: str, ids: Sequence[int], until_ms: int) -> int:
