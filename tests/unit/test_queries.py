@@ -75,7 +75,7 @@ def test_sqlite_migrations_are_ordered_and_numbered() -> None:
     assert "CREATE TABLE" in migrations[0][2].upper()
 
 
-def test_sqlite_urls_follow_the_three_and_four_slash_rule(tmp_path: Path) -> None:
+def test_sqlite_urls_follow_the_three_and_four_slash_rule() -> None:
     from segue.store.factory import _sqlite_options
 
     assert _sqlite_options("sqlite:///relative/segue.db") == ("relative/segue.db", "full")
