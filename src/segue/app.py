@@ -82,7 +82,12 @@ class Segue:
         worker = None
         if config.role in ("all", "deliver"):
             worker = DeliveryWorker(
-                store, catalog, deliverer, metrics=metrics, name=node_id(config)
+                store,
+                catalog,
+                deliverer,
+                metrics=metrics,
+                name=node_id(config),
+                lease_ms=config.lease_s * 1000,
             )
         ingestor = Ingestor(
             store,

@@ -51,6 +51,7 @@ class ServerConfig:
     admin_token: str | None = None
     dedup_window_s: int = DEFAULT_DEDUP_WINDOW_S
     trust_forwarded_for: bool = False
+    lease_s: int = 30  # a claimed delivery belongs to its worker this long (renewed)
     sources: tuple[SourceConfig, ...] = field(default_factory=tuple)
     apps: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     destinations: tuple[dict[str, Any], ...] = field(default_factory=tuple)
@@ -73,6 +74,7 @@ _SERVER_KEYS: dict[str, tuple[str, type]] = {
     "admin_token": ("admin_token", str),
     "dedup_window": ("dedup_window_s", int),
     "trust_forwarded_for": ("trust_forwarded_for", bool),
+    "lease": ("lease_s", int),
 }
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 _SOURCE_KEYS = {"name", "write_key", "kind", "rate_limit", "enabled"}
@@ -231,6 +233,8 @@ def _check(config: ServerConfig, origin: str) -> None:
         raise ConfigError(f"{origin}: port must be between 1 and 65535")
     if config.dedup_window_s < 0:
         raise ConfigError(f"{origin}: dedup_window must be a number of seconds")
+    if config.lease_s < 1:
+        raise ConfigError(f"{origin}: lease must be at least 1 second")
     if config.database_url is not None:
         from segue.store.factory import check_database_url
 
@@ -257,6 +261,10 @@ def apply_environment(
         if not (port.isascii() and port.isdigit()):
             raise ConfigError("SEGUE_PORT must be a port number")
         changes["port"] = int(port)
+    if lease := environ.get("SEGUE_LEASE"):
+        if not (lease.isascii() and lease.isdigit()):
+            raise ConfigError("SEGUE_LEASE must be a number of seconds")
+        changes["lease_s"] = int(lease)
     if window := environ.get("SEGUE_DEDUP_WINDOW"):
         if not (window.isascii() and window.isdigit()):
             raise ConfigError("SEGUE_DEDUP_WINDOW must be a number of seconds")

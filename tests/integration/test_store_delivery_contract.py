@@ -168,7 +168,8 @@ async def test_a_claimed_delivery_is_executing_until_settled(store: Store) -> No
     delivery = await store.get_delivery(claimed.id)
     assert delivery is not None
     assert delivery.state is DeliveryState.EXECUTING
-    assert delivery.attempts == 1
+    assert delivery.attempts == 0  # counted when the attempt is settled
+    assert claimed.attempts == 1  # the number of the attempt under way
     assert delivery.updated_at_ms == 1000
     assert await store.get_delivery(999_999) is None
 

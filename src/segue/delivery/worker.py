@@ -36,7 +36,7 @@ class DeliveryWorker:
         name: str | None = None,
         batch_size: int = 256,
         max_in_flight: int = 1024,
-        lease_ms: int = 60_000,
+        lease_ms: int = 30_000,
         idle_poll_s: float = 1.0,
         metrics: Metrics | None = None,
         rng: random.Random | None = None,
@@ -139,6 +139,7 @@ class DeliveryWorker:
                     DeliveryState.DISCARDED,
                     error=f"the destination was {why}",
                     reason=f"discarded.DESTINATION_{why.upper()}",
+                    attempted=False,
                 )
             )
             return

@@ -193,7 +193,6 @@ class InMemoryStore:
             leased = dataclasses.replace(
                 delivery,
                 state=DeliveryState.EXECUTING,
-                attempts=delivery.attempts + 1,
                 next_attempt_at_ms=now_ms + lease_ms,
                 updated_at_ms=now_ms,
             )
@@ -205,7 +204,7 @@ class InMemoryStore:
                     id=leased.id,
                     event_id=leased.event_id,
                     destination_id=leased.destination_id,
-                    attempts=leased.attempts,
+                    attempts=leased.attempts + 1,  # counted once it is settled
                     created_at_ms=leased.created_at_ms,
                     payload=self.events[leased.event_id - 1].payload,
                     window_start_ms=leased.window_start_ms,
@@ -259,6 +258,7 @@ class InMemoryStore:
                 reason=s.reason,
                 completed_at_ms=now_ms if s.state in FINAL_STATES else None,
                 updated_at_ms=now_ms,
+                attempts=current.attempts + (1 if s.attempted else 0),
             )
             if s.attempt is not None:
                 self.attempts.append(

@@ -82,7 +82,11 @@ FINAL_STATES = frozenset({DeliveryState.SUCCEEDED, DeliveryState.DISCARDED, Deli
 
 @dataclass(frozen=True, slots=True)
 class ClaimedDelivery:
-    """A delivery leased to one worker; ``attempts`` counts this attempt too."""
+    """A delivery leased to one worker; ``attempts`` is the number of this attempt.
+
+    The stored count goes up when the attempt is settled, so a lease lost in a crash
+    (the attempt never finished) is not counted.
+    """
 
     id: int
     event_id: int
@@ -105,6 +109,7 @@ class Settlement:
     reason: str | None = None  # groupable: "discarded.400", "awaiting-retry.ECONNREFUSED"
     attempt_number: int = 0
     attempt: dict[str, Any] | None = None  # the debugger's record: request, response, timing
+    attempted: bool = True  # False: settled without calling the destination (it is gone)
 
 
 @dataclass(frozen=True, slots=True)

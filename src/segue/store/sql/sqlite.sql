@@ -50,7 +50,7 @@ LIMIT ?;
 
 -- name: lease_delivery
 UPDATE deliveries SET state = 'executing', lease_owner = ?, lease_until_ms = ?,
-    next_attempt_at_ms = ?, attempts = attempts + 1, updated_at_ms = ?
+    next_attempt_at_ms = ?, updated_at_ms = ?
 WHERE id = ?
 RETURNING id, event_id, destination_id, attempts, created_at_ms, window_start_ms, replay_id;
 
@@ -59,7 +59,8 @@ SELECT payload FROM events WHERE id = ?;
 
 -- name: settle_delivery
 UPDATE deliveries SET state = ?, next_attempt_at_ms = ?, last_error = ?, reason = ?,
-    completed_at_ms = ?, lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = ?
+    completed_at_ms = ?, lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = ?,
+    attempts = attempts + ?
 WHERE id = ?;
 
 -- name: insert_attempt

@@ -252,6 +252,7 @@ class SQLiteStore:
                         s.reason,
                         now_ms if s.state in FINAL_STATES else None,
                         now_ms,
+                        1 if s.attempted else 0,
                         s.delivery_id,
                     )
                     for s in settlements
@@ -472,7 +473,7 @@ def _claim(
                 id=row[0],
                 event_id=row[1],
                 destination_id=row[2],
-                attempts=row[3],
+                attempts=row[3] + 1,  # this attempt: counted once it is settled
                 created_at_ms=row[4],
                 payload=payload[0] if payload else b"{}",
                 window_start_ms=row[5],
