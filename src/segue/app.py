@@ -40,7 +40,7 @@ from segue.timeutil import now_ms
 
 log = logging.getLogger("segue")
 
-DEDUP_PRUNE_INTERVAL_S = 60.0
+DEDUP_PRUNE_INTERVAL_S = 3600.0
 
 
 @dataclass

@@ -250,19 +250,15 @@ class TrackingAPI:
 
 async def _read_json(scope: Scope, receive: Receive, limit: int) -> tuple[dict[str, Any], int]:
     """The body as a JSON object, whatever the Content-Type (analytics.js sends text/plain)."""
-    kind = "batch" if limit == MAX_BATCH_BYTES else "event"
-    too_large = IngestError(
-        400, RejectionCode.BAD_REQUEST, f"the {kind} request is larger than {limit // 1024} KB"
-    )
     length = header(scope, b"content-length")
     if length is not None and length.isdigit() and int(length) > limit:
-        raise too_large
+        raise _too_large(limit)
     try:
         body = decode_content(
             await read_body(receive, limit), header(scope, b"content-encoding"), limit
         )
     except BodyTooLargeError:
-        raise too_large from None
+        raise _too_large(limit) from None
     except BadEncodingError as exc:
         raise IngestError(400, RejectionCode.BAD_REQUEST, str(exc)) from None
     try:
@@ -274,6 +270,13 @@ async def _read_json(scope: Scope, receive: Receive, limit: int) -> tuple[dict[s
     if not isinstance(data, dict):
         raise IngestError(400, RejectionCode.BAD_REQUEST, "the body must be a JSON object")
     return data, len(body)
+
+
+def _too_large(limit: int) -> IngestError:
+    kind = "batch" if limit == MAX_BATCH_BYTES else "event"
+    return IngestError(
+        400, RejectionCode.BAD_REQUEST, f"the {kind} request is larger than {limit // 1024} KB"
+    )
 
 
 def _padded(text: str) -> str:

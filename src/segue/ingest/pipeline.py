@@ -73,6 +73,7 @@ class Ingestor:
         self.router = router
         self._max_event_bytes = max_event_bytes
         self.on_enqueued = on_enqueued  # wakes the delivery worker after a commit
+        self._received: dict[str, Any] = {}  # metric children per source: no label lookup
 
     async def ingest(
         self,
@@ -136,7 +137,12 @@ class Ingestor:
         if self._metrics is None:
             return
         if outcome.accepted:
-            self._metrics.events_received.labels(source.name).inc(outcome.accepted)
+            counter = self._received.get(source.name)
+            if counter is None:
+                counter = self._received[source.name] = self._metrics.events_received.labels(
+                    source.name
+                )
+            counter.inc(outcome.accepted)
         if outcome.duplicates:
             self._metrics.events_duplicate.labels(source.name).inc(outcome.duplicates)
         for rejection in outcome.rejections:

@@ -25,7 +25,7 @@ class Source:
     created_at_ms: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is built per ingested event, and frozen costs
 class NewEvent:
     """A normalised event ready to be appended; payload is its JSON encoding.
 

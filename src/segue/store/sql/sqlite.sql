@@ -36,10 +36,12 @@ SELECT count(*) FROM events;
 -- name: count_events_of_source
 SELECT count(*) FROM events WHERE source_id = ?;
 
--- name: prune_dedup
-DELETE FROM dedup WHERE (source_id, message_id) IN (
-    SELECT source_id, message_id FROM dedup WHERE seen_at_ms < ? LIMIT ?
-);
+-- name: dedup_key_page
+SELECT source_id, message_id, seen_at_ms FROM dedup
+WHERE (source_id, message_id) > (?, ?) ORDER BY source_id, message_id LIMIT ?;
+
+-- name: forget_message
+DELETE FROM dedup WHERE source_id = ? AND message_id = ?;
 
 -- name: select_due_deliveries
 SELECT d.id FROM deliveries d

@@ -38,7 +38,7 @@ from segue.timeutil import now_ms
 
 T = TypeVar("T")
 Q = load_queries("sqlite")
-_SOURCE_COLUMNS = 7
+_PRUNE_PAGE = 5000
 
 
 class SQLiteStore:
@@ -210,14 +210,24 @@ class SQLiteStore:
         return int(row[0])
 
     async def prune_dedup(self, older_than_ms: int) -> int:
-        total = 0
+        """Walk the dedup keys on a reader, page by page, and delete the old ones.
+
+        Whether a messageId is a duplicate is decided by its age at insert time, not by
+        pruning, so this only reclaims space and may run rarely.
+        """
+        total, after = 0, ("", "")
         while True:
-            removed = await self._write(
-                lambda c: c.execute(Q["prune_dedup"], (older_than_ms, 5000)).rowcount
+            params = (*after, _PRUNE_PAGE)
+            page = await self._read(
+                lambda c, p=params: c.execute(Q["dedup_key_page"], p).fetchall()  # type: ignore[misc]
             )
-            total += removed
-            if removed < 5000:
+            if not page:
                 return total
+            old = [(source, message) for source, message, seen in page if seen < older_than_ms]
+            if old:
+                await self._write(lambda c, o=old: c.executemany(Q["forget_message"], o))  # type: ignore[misc]
+                total += len(old)
+            after = (page[-1][0], page[-1][1])
 
     # -- delivery queue ----------------------------------------------------
     async def claim_deliveries(

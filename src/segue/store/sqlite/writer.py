@@ -1,10 +1,12 @@
 """Group commit: one thread owns SQLite's write connection.
 
 Requests from the event loop submit small jobs; the thread drains everything that
-is queued, runs it in one transaction (each job in its own savepoint, so one bad
-job cannot spoil the others) and commits once. Callers are answered only after
-the commit, so an acknowledged write is durable, and many concurrent requests
-share the cost of one fsync.
+is queued, runs it in one transaction and commits once. Jobs almost never fail, so
+they run without savepoints; when one does fail, the transaction is rolled back and
+the group is run again with a savepoint per job, so one bad job cannot spoil the
+others (jobs are functions of the connection: running one again is safe).
+Callers are answered only after the commit, so an acknowledged write is durable,
+and many concurrent requests share the cost of one fsync.
 """
 
 from __future__ import annotations
@@ -121,11 +123,15 @@ class GroupCommitWriter:
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Pending[Any]]) -> None:
         started = time.perf_counter()
-        outcomes: list[tuple[_Pending[Any], Any, BaseException | None]] = []
+        outcomes: list[tuple[_Pending[Any], Any, BaseException | None]]
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for job in batch:
-                outcomes.append(_run_in_savepoint(conn, job))
+            try:
+                outcomes = [(job, job.fn(conn), None) for job in batch]
+            except Exception:  # one job failed: isolate it, keep the others' writes
+                conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+                outcomes = [_run_in_savepoint(conn, job) for job in batch]
             conn.execute("COMMIT")
         except BaseException as exc:  # the commit itself failed: nobody's write landed
             if conn.in_transaction:

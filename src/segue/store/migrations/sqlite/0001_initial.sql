@@ -29,7 +29,7 @@ CREATE TABLE dedup (
     seen_at_ms INTEGER NOT NULL,
     PRIMARY KEY (source_id, message_id)
 ) WITHOUT ROWID;
-CREATE INDEX dedup_by_age ON dedup (seen_at_ms);
+-- no index on seen_at_ms: it would cost every event; pruning walks the key instead
 
 CREATE TABLE deliveries (
     id                 INTEGER PRIMARY KEY,
