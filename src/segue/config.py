@@ -42,6 +42,16 @@ class EgressConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FunctionsConfig:
+    """The sandbox that runs destination functions."""
+
+    workers: int = 2
+    memory_mb: int = 256
+    cpu_s: int = 60  # CPU seconds a worker process may use before it is replaced
+    sandbox: str = "auto"  # "auto": bubblewrap when available; "bwrap"; "none"
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     data_dir: Path = Path(".segue")
     database_url: str | None = None
@@ -56,6 +66,7 @@ class ServerConfig:
     apps: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     destinations: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     egress: EgressConfig = field(default_factory=lambda: EgressConfig())
+    functions: FunctionsConfig = field(default_factory=lambda: FunctionsConfig())
 
     def database(self) -> str:
         """The database URL, defaulting to SQLite inside the data directory."""
@@ -88,11 +99,19 @@ def load_config(path: Path) -> ServerConfig:
         raise ConfigError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    return parse_config(document, origin=str(path))
+    config = parse_config(document, origin=str(path))
+    # a function file is named relative to the config file that names it
+    apps = tuple(
+        {**app, "function": str((path.parent / app["function"]).resolve())}
+        if isinstance(app.get("function"), str)
+        else app
+        for app in config.apps
+    )
+    return replace(config, apps=apps)
 
 
 def parse_config(document: Mapping[str, Any], origin: str = "config") -> ServerConfig:
-    unknown = set(document) - {"server", "sources", "apps", "destinations", "egress"}
+    unknown = set(document) - {"server", "sources", "apps", "destinations", "egress", "functions"}
     if unknown:
         raise ConfigError(f"{origin}: unknown section(s) {', '.join(sorted(unknown))}")
     values: dict[str, Any] = {}
@@ -119,6 +138,7 @@ def parse_config(document: Mapping[str, Any], origin: str = "config") -> ServerC
         apps=_tables(document, "apps", origin),
         destinations=tuple(_destination(raw) for raw in _tables(document, "destinations", origin)),
         egress=_egress(document.get("egress", {}), origin),
+        functions=_functions(document.get("functions", {}), origin),
     )
     _check(config, origin)
     return config
@@ -158,6 +178,27 @@ def _destination(raw: dict[str, Any]) -> dict[str, Any]:
     if options:
         body["options"] = options
     return body
+
+
+def _functions(raw: object, origin: str) -> FunctionsConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{origin}: [functions] must be a table")
+    if unknown := set(raw) - {"workers", "memory_mb", "cpu_s", "sandbox"}:
+        raise ConfigError(f"{origin}: unknown key(s) in [functions]: {', '.join(sorted(unknown))}")
+    for key in ("workers", "memory_mb", "cpu_s"):
+        value = raw.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{origin}: [functions].{key} must be a whole number ≥ 1")
+    sandbox = raw.get("sandbox", "auto")
+    if sandbox not in ("auto", "bwrap", "none"):
+        raise ConfigError(f"{origin}: [functions].sandbox must be auto, bwrap or none")
+    defaults = FunctionsConfig()
+    return FunctionsConfig(
+        workers=raw.get("workers", defaults.workers),
+        memory_mb=raw.get("memory_mb", defaults.memory_mb),
+        cpu_s=raw.get("cpu_s", defaults.cpu_s),
+        sandbox=sandbox,
+    )
 
 
 def _egress(raw: object, origin: str) -> EgressConfig:

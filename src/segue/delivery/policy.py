@@ -29,6 +29,7 @@ class FailureKind(StrEnum):
     BLOCKED = "EGRESS_BLOCKED"  # the egress guard refused the address: never retried
     INVALID_SETTINGS = "INVALID_SETTINGS"  # cannot build the request: never retried
     RETRY = "RETRY"  # a function asked to be retried (RetryError)
+    CRASHED = "FUNCTION_CRASHED"  # the function's worker died: retried
     REJECTED = "MESSAGE_REJECTED"  # a function rejected the message (discard)
     UNSUPPORTED = "UNSUPPORTED"  # a function has no handler for the type (discard)
 
@@ -41,6 +42,7 @@ _RETRYABLE_FAILURES = frozenset(
         FailureKind.DNS,
         FailureKind.UNREACHABLE,
         FailureKind.RETRY,
+        FailureKind.CRASHED,
     }
 )
 
@@ -53,10 +55,13 @@ class AttemptOutcome:
     failure: FailureKind | None = None
     retry_after_s: float | None = None
     message: str | None = None
+    succeeded: bool = False  # a function returned (there is no HTTP status)
 
     @property
     def reason(self) -> str:
         """A short, groupable reason for the delivery summary: ``429``, ``ECONNREFUSED``…"""
+        if self.succeeded:
+            return "ok"
         if self.failure is not None:
             return self.failure.value
         return str(self.status) if self.status is not None else "unknown"
@@ -95,7 +100,7 @@ class RetryPolicy:
         rng: random.Random | None = None,
     ) -> RetryDecision:
         status, failure = outcome.status, outcome.failure
-        if status is not None and 200 <= status < 300:
+        if outcome.succeeded or (status is not None and 200 <= status < 300):
             return RetryDecision(DeliveryState.SUCCEEDED, reason=None)
         retryable = (
             (status in RETRYABLE_STATUSES)

@@ -12,9 +12,8 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
-from segue.delivery.attempt import Deliverer
+from segue.delivery.attempt import AnyAttemptRecord, Deliverer
 from segue.delivery.policy import RetryPolicy
-from segue.delivery.webhook import AttemptRecord
 from segue.destinations.catalog import Catalog
 from segue.destinations.models import App, Destination
 from segue.destinations.settings import MASK, SettingField, SettingsError, check_values
@@ -78,7 +77,7 @@ def destination_with_settings(
     return replace(destination, settings=values)
 
 
-def outcome_of(record: AttemptRecord, policy: RetryPolicy) -> str:
+def outcome_of(record: AnyAttemptRecord, policy: RetryPolicy) -> str:
     """``succeeded``, ``discarded`` or ``retry``: what a worker would do with this answer."""
     now = now_ms()
     decision = policy.decide(record.outcome, attempts=1, created_at_ms=now, now_ms=now)
@@ -114,7 +113,7 @@ class SendTestEvent:
             rows.append(
                 {
                     "type": type_,
-                    "passed": status is not None and 200 <= status < 300,
+                    "passed": result["outcome"] == "succeeded",
                     "status": status,
                     "reason": result["reason"],
                     "message": result["message"],
@@ -123,6 +122,11 @@ class SendTestEvent:
                     "duration_ms": result["duration_ms"],
                     "request": result["request"],
                     "response": result["response"],
+                    **(
+                        {"callback_return": result["callback_return"], "logs": result["logs"]}
+                        if result.get("kind") == "function"
+                        else {}
+                    ),
                 }
             )
         return rows

@@ -13,9 +13,8 @@ import random
 import uuid
 from collections.abc import Callable
 
-from segue.delivery.attempt import Deliverer
+from segue.delivery.attempt import AnyAttemptRecord, Deliverer
 from segue.delivery.policy import RetryDecision
-from segue.delivery.webhook import AttemptRecord
 from segue.destinations.catalog import Catalog
 from segue.destinations.models import Destination
 from segue.metrics import Metrics
@@ -161,7 +160,7 @@ class DeliveryWorker:
         self,
         delivery: ClaimedDelivery,
         destination: Destination,
-        record: AttemptRecord,
+        record: AnyAttemptRecord,
         decision: RetryDecision,
     ) -> Settlement:
         if self.metrics is not None:

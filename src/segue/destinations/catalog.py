@@ -11,6 +11,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from yarl import URL
@@ -29,7 +30,8 @@ from segue.store import Source, Store
 from segue.timeutil import now_ms
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
-_APP_KEYS = {"name", "endpoint", "function", "code", "settings"}
+_APP_KEYS = {"name", "endpoint", "function", "code", "runtime", "settings"}
+RUNTIMES = {".py": "python", ".js": "javascript"}
 _DESTINATION_KEYS = {"name", "app", "endpoint", "sources", "settings", "enabled", "options"}
 
 
@@ -58,6 +60,25 @@ def check_endpoint(endpoint: object) -> str:
     if url.scheme not in ("http", "https") or not url.host:
         raise CatalogError(f"`endpoint` must be an http(s) URL, not {endpoint!r}")
     return endpoint
+
+
+def _function_source(function: object, code: object, runtime: object) -> tuple[str, str]:
+    """The code and runtime of a function app: posted ``code``, or read from ``function``."""
+    if function is not None and not isinstance(function, str):
+        raise CatalogError("`function` must be the path of a .py or .js file")
+    if code is None:
+        path = Path(str(function))
+        try:
+            code = path.read_text("utf-8")
+        except OSError as exc:
+            raise CatalogError(f"cannot read the function {function!r}: {exc.strerror}") from None
+    if not isinstance(code, str) or not code.strip():
+        raise CatalogError("`code` must be the function's source text")
+    if runtime is None and function:
+        runtime = RUNTIMES.get(Path(str(function)).suffix)
+    if runtime not in ("python", "javascript"):
+        raise CatalogError("`runtime` must be python or javascript (or name a .py / .js file)")
+    return code, str(runtime)
 
 
 class Catalog:
@@ -162,7 +183,14 @@ class Catalog:
         current = self._apps.get(replace) if replace else None
         if replace and current is None:
             raise CatalogError(f"no app named {replace!r}", 404)
-        merged = {**(current.doc() if current else {}), **body}
+        old = current.doc() if current else {}
+        if body.get("endpoint"):  # switching to an endpoint drops the function
+            old.update(function=None, code=None, runtime=None)
+        elif body.get("code") or body.get("function"):
+            old.update(endpoint=None)
+            if body.get("function") and not body.get("code"):
+                old.update(code=None)  # read the (new) file again
+        merged = {**old, **body}
         name = check_name(merged.get("name"), "app")
         if current is None and name in self._apps:
             raise CatalogError(f"an app named {name!r} exists", 409)
@@ -177,10 +205,11 @@ class Catalog:
             check_endpoint(endpoint)
         if (function or code) and endpoint:
             raise CatalogError("an app has an `endpoint` or a `function`, not both")
+        if not (endpoint or function or code):
+            raise CatalogError("an app needs an `endpoint`, or a `function` (or its `code`)")
+        runtime = None
         if function or code:
-            raise CatalogError("function apps are not supported yet: give an `endpoint`")
-        if not endpoint:
-            raise CatalogError("an app needs an `endpoint`")
+            code, runtime = _function_source(function, code, merged.get("runtime"))
         try:
             fields = parse_fields(merged.get("settings"))
         except SettingsError as exc:
@@ -189,6 +218,9 @@ class Catalog:
             id=current.id if current else f"app_{uuid.uuid4().hex[:16]}",
             name=name,
             endpoint=endpoint,
+            function=function,
+            code=code,
+            runtime=runtime,
             settings=fields,
             created_at_ms=current.created_at_ms if current else now_ms(),
         )

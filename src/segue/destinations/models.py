@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,10 +20,20 @@ class App:
     id: str
     name: str
     endpoint: str | None = None
-    function: str | None = None  # path of a Python/JS function (see segue.functions)
-    code: str | None = None  # function source posted through the API
+    function: str | None = None  # where the code was read from (a .py or .js file)
+    code: str | None = None  # the function's source (read from ``function`` or posted)
+    runtime: str | None = None  # "python" | "javascript"
     settings: tuple[SettingField, ...] = field(default_factory=lambda: parse_fields([]))
     created_at_ms: int = 0
+
+    @property
+    def is_function(self) -> bool:
+        return self.code is not None
+
+    @property
+    def version(self) -> str:
+        """Identifies the code: a runtime keeps one warm module / isolate per version."""
+        return hashlib.sha256((self.code or "").encode()).hexdigest()[:16]
 
     def doc(self) -> dict[str, Any]:
         return {
@@ -31,6 +42,7 @@ class App:
             "endpoint": self.endpoint,
             "function": self.function,
             "code": self.code,
+            "runtime": self.runtime,
             "settings": [f.as_json() for f in self.settings],
             "created_at_ms": self.created_at_ms,
         }
@@ -43,6 +55,7 @@ class App:
             endpoint=doc.get("endpoint"),
             function=doc.get("function"),
             code=doc.get("code"),
+            runtime=doc.get("runtime"),
             settings=parse_fields(doc.get("settings")),
             created_at_ms=doc.get("created_at_ms", 0),
         )
