@@ -9,6 +9,10 @@ A Python function module imports what it needs from here::
 segue's egress guard.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 from segue.functions.errors import (
     EventNotSupported,
     FunctionError,
@@ -16,10 +20,10 @@ from segue.functions.errors import (
     RetryError,
     ValidationError,
 )
-from segue.functions.fetch import FetchResponse, fetch
 
 __all__ = [
     "EventNotSupported",
+    "FetchError",
     "FetchResponse",
     "FunctionError",
     "InvalidEventPayload",
@@ -27,3 +31,12 @@ __all__ = [
     "ValidationError",
     "fetch",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``fetch`` and its types load on first use: segue's own process never needs them."""
+    if name in ("fetch", "FetchResponse", "FetchError"):
+        from segue.functions import fetch as module
+
+        return getattr(module, name)
+    raise AttributeError(f"module 'segue.functions' has no attribute {name!r}")
