@@ -444,28 +444,31 @@ def _append(conn: sqlite3.Connection, events: Sequence[NewEvent], window_ms: int
     return stored
 
 
-def _event_query(query: EventQuery) -> tuple[str, list[Any]]:
-    """Build the listing query; the filters are optional so it is assembled here."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    for column, value in (
-        ("source_id", query.source_id),
-        ("user_id", query.user_id),
-        ("type", query.type),
-    ):
-        if value is not None:
-            clauses.append(f"{column} = ?")
-            params.append(value)
-    if query.before is not None:
+def _newest_first(
+    select: str, filters: dict[str, Any], before: int | None, limit: int
+) -> tuple[str, list[Any]]:
+    """``select`` + the filters that are set + the id cursor, newest first.
+
+    The filters are optional, so the statement is assembled here; column names come
+    from the code, values are always bound parameters.
+    """
+    clauses = [f"{column} = ?" for column, value in filters.items() if value is not None]
+    params: list[Any] = [value for value in filters.values() if value is not None]
+    if before is not None:
         clauses.append("id < ?")
-        params.append(query.before)
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    sql = (
+        params.append(before)
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    return f"{select}{where} ORDER BY id DESC LIMIT ?", [*params, limit]
+
+
+def _event_query(query: EventQuery) -> tuple[str, list[Any]]:
+    return _newest_first(
         "SELECT id, source_id, message_id, type, received_at_ms, payload, user_id, anonymous_id"
-        f" FROM events {where} ORDER BY id DESC LIMIT ?"
+        " FROM events",
+        {"source_id": query.source_id, "user_id": query.user_id, "type": query.type},
+        query.before,
+        query.limit,
     )
-    params.append(query.limit)
-    return sql, params
 
 
 def _claim(
@@ -512,24 +515,15 @@ def _delivery(row: Sequence[Any]) -> Delivery:
 
 
 def _delivery_query(query: DeliveryQuery) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    for column, value in (
-        ("destination_id", query.destination_id),
-        ("state", query.state.value if query.state else None),
-        ("reason", query.reason),
-    ):
-        if value is not None:
-            clauses.append(f"{column} = ?")
-            params.append(value)
-    if query.before is not None:
-        clauses.append("id < ?")
-        params.append(query.before)
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    sql = (
+    return _newest_first(
         "SELECT id, event_id, destination_id, state, attempts, created_at_ms, updated_at_ms,"
         " next_attempt_at_ms, last_error, reason, completed_at_ms, window_start_ms, replay_id"
-        f" FROM deliveries {where} ORDER BY id DESC LIMIT ?"
+        " FROM deliveries",
+        {
+            "destination_id": query.destination_id,
+            "state": query.state.value if query.state else None,
+            "reason": query.reason,
+        },
+        query.before,
+        query.limit,
     )
-    params.append(query.limit)
-    return sql, params
