@@ -68,7 +68,7 @@ class EgressPolicy:
 
     def check_url(self, url: str | URL, *, allow_http: bool = False) -> URL:
         """Refuse a URL before any connection: scheme, plain http, literal addresses."""
-        parsed = URL(url) if isinstance(url, str) else url
+        parsed = URL(url, encoded=True) if isinstance(url, str) else url  # keep it as sent
         if parsed.scheme not in ("http", "https"):
             raise EgressBlockedError(f"only http(s) URLs can be called, not {parsed.scheme!r}")
         if parsed.scheme == "http" and not (self.allow_http or allow_http):
