@@ -36,7 +36,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     """``fetch`` and its types load on first use: segue's own process never needs them."""
     if name in ("fetch", "FetchResponse", "FetchError"):
-        from segue.functions import fetch as module
+        import importlib
 
-        return getattr(module, name)
+        return getattr(importlib.import_module("segue.functions.fetch"), name)
     raise AttributeError(f"module 'segue.functions' has no attribute {name!r}")

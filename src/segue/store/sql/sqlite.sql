@@ -43,18 +43,23 @@ WHERE (source_id, message_id) > (?, ?) ORDER BY source_id, message_id LIMIT ?;
 -- name: forget_message
 DELETE FROM dedup WHERE source_id = ? AND message_id = ?;
 
--- name: select_due_deliveries
-SELECT d.id FROM deliveries d
-WHERE d.next_attempt_at_ms <= ?
-  AND (d.state IN ('pending', 'awaiting_retry') OR (d.state = 'executing' AND d.lease_until_ms <= ?))
-ORDER BY d.next_attempt_at_ms
-LIMIT ?;
-
--- name: lease_delivery
+-- name: lease_due_deliveries
+-- One statement leases the due deliveries. The state test repeats the partial index's
+-- condition word for word, so that SQLite walks deliveries_due instead of the table.
 UPDATE deliveries SET state = 'executing', lease_owner = ?, lease_until_ms = ?,
     next_attempt_at_ms = ?, updated_at_ms = ?
-WHERE id = ?
+WHERE id IN (
+    SELECT id FROM deliveries
+    WHERE state IN ('pending', 'awaiting_retry', 'executing')
+      AND next_attempt_at_ms <= ?
+      AND (state != 'executing' OR lease_until_ms <= ?)
+    ORDER BY next_attempt_at_ms
+    LIMIT ?
+)
 RETURNING id, event_id, destination_id, attempts, created_at_ms, window_start_ms, replay_id;
+
+-- name: select_event_payloads
+SELECT id, payload FROM events WHERE id IN (SELECT value FROM json_each(?));
 
 -- name: select_event_payload
 SELECT payload FROM events WHERE id = ?;

@@ -474,25 +474,28 @@ def _event_query(query: EventQuery) -> tuple[str, list[Any]]:
 def _claim(
     conn: sqlite3.Connection, worker: str, limit: int, now: int, lease_ms: int
 ) -> list[ClaimedDelivery]:
-    ids = [row[0] for row in conn.execute(Q["select_due_deliveries"], (now, now, limit))]
-    claimed = []
-    for delivery_id in ids:
-        row = conn.execute(
-            Q["lease_delivery"], (worker, now + lease_ms, now + lease_ms, now, delivery_id)
-        ).fetchone()
-        payload = conn.execute(Q["select_event_payload"], (row[1],)).fetchone()
-        claimed.append(
-            ClaimedDelivery(
-                id=row[0],
-                event_id=row[1],
-                destination_id=row[2],
-                attempts=row[3] + 1,  # this attempt: counted once it is settled
-                created_at_ms=row[4],
-                payload=payload[0] if payload else b"{}",
-                window_start_ms=row[5],
-                replay=row[6] is not None,
-            )
+    until = now + lease_ms
+    rows = conn.execute(
+        Q["lease_due_deliveries"], (worker, until, until, now, now, now, limit)
+    ).fetchall()
+    if not rows:
+        return []
+    event_ids = json.dumps(sorted({row[1] for row in rows}))
+    payloads = dict(conn.execute(Q["select_event_payloads"], (event_ids,)).fetchall())
+    claimed = [
+        ClaimedDelivery(
+            id=row[0],
+            event_id=row[1],
+            destination_id=row[2],
+            attempts=row[3] + 1,  # this attempt: counted once it is settled
+            created_at_ms=row[4],
+            payload=payloads.get(row[1], b"{}"),
+            window_start_ms=row[5],
+            replay=row[6] is not None,
         )
+        for row in rows
+    ]
+    claimed.sort(key=lambda c: c.id)  # RETURNING gives no order: oldest first
     return claimed
 
 
