@@ -88,7 +88,7 @@ async def test_fetch_posts_json_to_a_local_endpoint(pool: FunctionPool, endpoint
 
 BLOCKED = """
     from segue.functions import fetch
-    from segue.functions.fetch import FetchError
+    from segue.functions.fetching import FetchError
 
     async def on_track(event, settings):
         try:

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from segue.functions.bridge import MAX_LOG_BYTES, FetchFailed, FetchReply, FetchRequest
-from segue.functions.fetch import FetchError, fetch
+from segue.functions.fetching import FetchError, fetch
 from segue.functions.python_runtime import PythonRuntime, PythonSourceError
 from segue.functions.result import CallError, CallResult
 
-fetch_module = importlib.import_module("segue.functions.fetch")
+fetch_module = importlib.import_module("segue.functions.fetching")
 TYPES = ["identify", "track", "page", "screen", "group", "alias", "delete"]
 
 
@@ -259,7 +259,7 @@ async def test_fetch_goes_through_the_calls_bridge() -> None:
 
     source = """
         from segue.functions import fetch
-        from segue.functions.fetch import FetchError
+        from segue.functions.fetching import FetchError
         async def on_track(event, settings):
             res = await fetch("https://api.example/v1", method="post",
                               headers={"Authorization": "Bearer k"}, json=event)

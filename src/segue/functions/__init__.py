@@ -38,5 +38,5 @@ def __getattr__(name: str) -> Any:
     if name in ("fetch", "FetchResponse", "FetchError"):
         import importlib
 
-        return getattr(importlib.import_module("segue.functions.fetch"), name)
+        return getattr(importlib.import_module("segue.functions.fetching"), name)
     raise AttributeError(f"module 'segue.functions' has no attribute {name!r}")

@@ -29,7 +29,7 @@ from segue.functions.errors import (
     RetryError,
     ValidationError,
 )
-from segue.functions.fetch import current_bridge
+from segue.functions.fetching import current_bridge
 from segue.functions.logs import LogBuffer, capture
 from segue.functions.result import CallError, CallResult
 

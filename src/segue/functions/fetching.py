@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import json as jsonlib
-import sys
-import types
-from collections.abc import Coroutine, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from segue.functions.bridge import FetchBridge, FetchFailed, FetchReply, FetchRequest
@@ -142,19 +140,3 @@ async def fetch(
     except FetchFailed as exc:
         raise FetchError(str(exc)) from None
     return FetchResponse(reply)
-
-
-class _CallableModule(types.ModuleType):
-    """This module, callable as ``fetch`` itself.
-
-    The package ``segue.functions`` exports a function named like this submodule. Once
-    the submodule is imported, the import system sets the package's ``fetch`` attribute
-    to the module, so ``from segue.functions import fetch`` may bind the module rather
-    than the function, depending on import order. Calling either does the same.
-    """
-
-    def __call__(self, url: str, **options: Any) -> Coroutine[Any, Any, FetchResponse]:
-        return fetch(url, **options)
-
-
-sys.modules[__name__].__class__ = _CallableModule
