@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from segue.asgi import ASGIApp, Receive, Scope, Send, send_bytes, send_json
 from segue.bootstrap import (
@@ -30,6 +31,8 @@ from segue.destinations.catalog import Catalog
 from segue.destinations.secrets import SecretBox
 from segue.devcenter.admin import AdminAPI
 from segue.devcenter.auth import BearerTokenGuard
+from segue.functions.pool import FunctionPool
+from segue.functions.proxy import FetchProxy
 from segue.ingest.app import IngestSettings, TrackingAPI
 from segue.ingest.pipeline import Ingestor
 from segue.ingest.sources import SourceDirectory
@@ -58,6 +61,7 @@ class Segue:
     deliverer: Deliverer
     worker: DeliveryWorker | None
     replays: ReplayRunner
+    functions: FunctionPool
     report: BootReport | None = None
     _admin: ASGIApp | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -75,10 +79,19 @@ class Segue:
             store = open_store(config.database(), on_commit=metrics.observe_commit)
         sources = SourceDirectory(store)
         catalog = Catalog(store, SecretBox.from_environment(config.data_dir))
+        policy = EgressPolicy.from_config(config.egress.allow, config.egress.allow_http)
         if transport is None:
-            policy = EgressPolicy.from_config(config.egress.allow, config.egress.allow_http)
             transport = HTTPTransport(policy)
-        deliverer = Deliverer(catalog, transport)
+        http = transport if isinstance(transport, HTTPTransport) else HTTPTransport(policy)
+        functions = FunctionPool(
+            size=config.functions.workers,
+            memory_mb=config.functions.memory_mb,
+            cpu_s=config.functions.cpu_s,
+            sandbox=config.functions.sandbox,
+            hidden_paths=_private_paths(config),
+            fetch=FetchProxy(http),
+        )
+        deliverer = Deliverer(catalog, transport, functions)
         worker = None
         if config.role in ("all", "deliver"):
             worker = DeliveryWorker(
@@ -115,6 +128,7 @@ class Segue:
             deliverer,
             worker,
             replays,
+            functions,
         )
 
     def wake_worker(self) -> None:
@@ -132,6 +146,8 @@ class Segue:
         await self.sources.refresh()
         await self.catalog.refresh()
         await apply_catalog(self.config, self.catalog)
+        if any(app.is_function for app in self.catalog.apps()):
+            await self.functions.start()  # otherwise on the first function call
         admin = AdminAPI(self.store, self.sources, self).app()
         self._admin = BearerTokenGuard(admin, token, public=frozenset({"/api/v1/openapi.json"}))
         self._tasks.append(asyncio.create_task(self._prune_dedup_forever()))
@@ -152,6 +168,7 @@ class Segue:
         if self.worker is not None and self._worker_task is not None:
             await self.worker.stop()  # in-flight attempts finish and are settled
             await asyncio.gather(self._worker_task, return_exceptions=True)
+        await self.functions.close()
         await self.transport.close()
         for task in self._tasks:
             task.cancel()
@@ -230,6 +247,17 @@ class Segue:
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _private_paths(config: ServerConfig) -> tuple[Path, ...]:
+    """What a function's sandbox must not see: the data dir and the database file."""
+    paths = [config.data_dir.resolve()]
+    url = config.database()
+    if url.startswith("sqlite:"):
+        from segue.store.factory import _sqlite_options
+
+        paths.append(Path(_sqlite_options(url)[0]).resolve().parent)
+    return tuple(dict.fromkeys(paths))
 
 
 def _dialect(store: Store) -> str:

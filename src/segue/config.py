@@ -11,7 +11,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from segue.store.records import SourceKind
 
@@ -41,6 +41,9 @@ class EgressConfig:
     allow_http: bool = False
 
 
+SandboxMode = Literal["auto", "bwrap", "none"]
+
+
 @dataclass(frozen=True, slots=True)
 class FunctionsConfig:
     """The sandbox that runs destination functions."""
@@ -48,7 +51,7 @@ class FunctionsConfig:
     workers: int = 2
     memory_mb: int = 256
     cpu_s: int = 60  # CPU seconds a worker process may use before it is replaced
-    sandbox: str = "auto"  # "auto": bubblewrap when available; "bwrap"; "none"
+    sandbox: SandboxMode = "auto"  # "auto": bubblewrap when available; "bwrap"; "none"
 
 
 @dataclass(frozen=True, slots=True)
