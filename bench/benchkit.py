@@ -218,6 +218,29 @@ def parse_metrics(text: str) -> dict[str, float]:
     return totals
 
 
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """Prometheus text: the sum of the samples of ``name`` whose labels include ``labels``.
+
+    ``metric_value(text, "segue_deliveries_total", state="succeeded")``; the label
+    values are compared as written (no escapes are decoded).
+    """
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name):
+            continue
+        name_labels, _, value = line.rpartition(" ")
+        sample, _, rest = name_labels.partition("{")
+        if sample != name:
+            continue
+        found = dict(
+            (key.strip(), raw.strip().strip('"'))
+            for key, _, raw in (pair.partition("=") for pair in rest.rstrip("}").split(",") if pair)
+        )
+        if all(found.get(key) == wanted for key, wanted in labels.items()):
+            total += float(value)
+    return total
+
+
 def machine() -> dict[str, Any]:
     model = ""
     with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
