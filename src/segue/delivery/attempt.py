@@ -41,6 +41,10 @@ class FunctionCaller(Protocol):
         timeout_s: float | None = None,
     ) -> CallResult: ...
 
+    async def handlers(
+        self, runtime: str, source: str, version: str, filename: str
+    ) -> set[str]: ...
+
 
 AnyAttemptRecord = AttemptRecord | FunctionAttemptRecord
 
@@ -52,6 +56,7 @@ class Deliverer:
         self.catalog = catalog
         self.transport = transport
         self.functions = functions
+        self._batching: dict[str, bool] = {}  # function version -> has on_batch
 
     async def attempt(
         self,
@@ -103,10 +108,70 @@ class Deliverer:
                 app.runtime or "python",
                 app.code or "",
                 app.version,
-                app.function or f"{app.name}.{'js' if app.runtime == 'javascript' else 'py'}",
+                _filename(app),
                 handler,
                 event,
                 settings,
                 timeout_s=destination.options.timeout_s,
             )
         return FunctionAttemptRecord(handler, event, settings, result, outcome_of_call(result))
+
+    async def batch_function(self, destination: Destination) -> App | None:
+        """The destination's function app when it defines ``on_batch`` / ``onBatch``."""
+        app = self.catalog.app(destination.app) if destination.app else None
+        if app is None or not app.is_function or self.functions is None:
+            return None
+        has_batch = self._batching.get(app.version)
+        if has_batch is None:
+            try:
+                found = await self.functions.handlers(
+                    app.runtime or "python", app.code or "", app.version, _filename(app)
+                )
+            except Exception:  # code that does not load: per-event calls report it
+                found = set()
+            has_batch = self._batching[app.version] = "batch" in found
+        return app if has_batch else None
+
+    async def attempt_batch(
+        self, app: App, destination: Destination, events: list[dict[str, Any]]
+    ) -> list[FunctionAttemptRecord]:
+        """One ``on_batch`` call; a record per event (its own result, or the call's)."""
+        assert self.functions is not None
+        result = await self.functions.call(
+            app.runtime or "python",
+            app.code or "",
+            app.version,
+            _filename(app),
+            "batch",
+            events,
+            destination.settings,
+            timeout_s=destination.options.timeout_s,
+        )
+        per_event = {item.get("index"): item for item in result.batch_results or ()}
+        records = []
+        for index, event in enumerate(events):
+            item = per_event.get(index)
+            own = result if item is None else _item_result(item, result)
+            records.append(
+                FunctionAttemptRecord(
+                    "batch", event, destination.settings, own, outcome_of_call(own)
+                )
+            )
+        return records
+
+
+def _filename(app: App) -> str:
+    return app.function or f"{app.name}.{'js' if app.runtime == 'javascript' else 'py'}"
+
+
+def _item_result(item: dict[str, Any], call: CallResult) -> CallResult:
+    """One event's entry of an on_batch result, with the call's logs and timing."""
+    error = item.get("error")
+    return CallResult(
+        ok=bool(item.get("ok")),
+        value=None,
+        error=CallError(error) if error and not item.get("ok") else None,
+        message=item.get("message"),
+        logs=call.logs,
+        duration_ms=call.duration_ms,
+    )

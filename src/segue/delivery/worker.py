@@ -11,9 +11,12 @@ import contextlib
 import logging
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
-from segue.delivery.attempt import AnyAttemptRecord, Deliverer
+import orjson
+
+from segue.delivery.attempt import AnyAttemptRecord, Deliverer, replay_payload
 from segue.delivery.policy import RetryDecision
 from segue.destinations.catalog import Catalog
 from segue.destinations.models import Destination
@@ -71,7 +74,7 @@ class DeliveryWorker:
         heartbeat = asyncio.create_task(self._extend_leases_forever())
         try:
             while not self._stopping:
-                room = self.max_in_flight - len(self._in_flight)
+                room = self.max_in_flight - len(self._leased)
                 if room <= 0:
                     self._room.clear()
                     await self._room.wait()
@@ -115,11 +118,42 @@ class DeliveryWorker:
             return []
 
     def _start(self, claimed: list[ClaimedDelivery]) -> None:
+        by_destination: dict[str, list[ClaimedDelivery]] = {}
         for delivery in claimed:
             self._leased.add(delivery.id)
-            task = asyncio.create_task(self._deliver(delivery))
-            self._in_flight.add(task)
-            task.add_done_callback(self._done)
+            by_destination.setdefault(delivery.destination_id, []).append(delivery)
+        for deliveries in by_destination.values():
+            self._spawn(self._deliver_group(deliveries))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._in_flight.add(task)
+        task.add_done_callback(self._done)
+
+    async def _deliver_group(self, deliveries: list[ClaimedDelivery]) -> None:
+        """A function with ``on_batch`` gets the group in one call; the rest one by one."""
+        destination = self.catalog.destination_by_id(deliveries[0].destination_id)
+        app = None
+        if destination is not None and destination.enabled and len(deliveries) > 1:
+            app = await self.deliverer.batch_function(destination)
+        if destination is None or app is None:
+            await asyncio.gather(*(self._deliver(d) for d in deliveries))
+            return
+        async with self._semaphore(destination):
+            records = await self.deliverer.attempt_batch(
+                app,
+                destination,
+                [
+                    orjson.loads(replay_payload(d.payload, destination) if d.replay else d.payload)
+                    for d in deliveries
+                ],
+            )
+        for delivery, record in zip(deliveries, records, strict=True):
+            self._queue_settlement(
+                self._settlement(
+                    delivery, destination, record, self._decide(delivery, destination, record)
+                )
+            )
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
@@ -147,14 +181,19 @@ class DeliveryWorker:
             record = await self.deliverer.attempt(
                 destination, delivery.payload, replay=delivery.replay
             )
-        decision = destination.options.retry.decide(
+        decision = self._decide(delivery, destination, record)
+        self._queue_settlement(self._settlement(delivery, destination, record, decision))
+
+    def _decide(
+        self, delivery: ClaimedDelivery, destination: Destination, record: AnyAttemptRecord
+    ) -> RetryDecision:
+        return destination.options.retry.decide(
             record.outcome,
             attempts=delivery.attempts,
             created_at_ms=delivery.window_start_ms or delivery.created_at_ms,
             now_ms=self.clock(),
             rng=self.rng,
         )
-        self._queue_settlement(self._settlement(delivery, destination, record, decision))
 
     def _settlement(
         self,
@@ -190,6 +229,7 @@ class DeliveryWorker:
     # -- settling ------------------------------------------------------------
     def _queue_settlement(self, settlement: Settlement) -> None:
         self._leased.discard(settlement.delivery_id)
+        self._room.set()
         self._pending.append(settlement)
         self._settle_ready.set()
 
