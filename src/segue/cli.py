@@ -145,3 +145,64 @@ def replay(
         sys.exit(1)
     if finished["state"] == "failed":
         sys.exit(1)
+
+
+@main.group()
+def fn() -> None:
+    """Destination functions: try one before deploying it."""
+
+
+@fn.command("test")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--type",
+    "type_",
+    type=click.Choice(["identify", "track", "page", "screen", "group", "alias", "delete"]),
+    help="Call the function with a sample event of this type [track].",
+)
+@click.option(
+    "--event",
+    "event_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Call it with the JSON event in this file instead (a list calls on_batch).",
+)
+@click.option("--settings", "settings_text", metavar="JSON", help="Setting values, as JSON.")
+@click.option(
+    "--allow-local",
+    is_flag=True,
+    help="Let fetch reach 127.0.0.0/8 and ::1, over plain http too.",
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=5.0,
+    show_default=True,
+    help="Wall-clock limit of the call, in seconds.",
+)
+def fn_test(
+    file: Path,
+    type_: str | None,
+    event_path: Path | None,
+    settings_text: str | None,
+    allow_local: bool,
+    timeout_s: float,
+) -> None:
+    """Run FILE (.py or .js) once on a test event in the sandbox, as the server would.
+
+    Prints the Callback Return (the value, or the error) and the Log Output. Exit code
+    0 when the function returned, 1 when it raised or timed out, 2 for usage errors.
+    """
+    from segue.functions.cli_test import run
+
+    code = run(
+        file,
+        type_=type_,
+        event_path=event_path,
+        settings_text=settings_text,
+        allow_local=allow_local,
+        timeout_s=timeout_s,
+        console=Console(),
+        errors=console,
+    )
+    sys.exit(code)

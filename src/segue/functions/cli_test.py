@@ -40,8 +40,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 _OUTCOME_TEXT = {
     "succeeded": "[bold green]Succeeded[/]",
-    "retry": "[bold yellow]Failed[/]: would be retried",
-    "discarded": "[bold red]Failed[/]: would be discarded",
+    "retry": "[bold yellow]Failed[/] ({reason}): would be retried",
+    "discarded": "[bold red]Failed[/] ({reason}): would be discarded",
 }
 
 
@@ -179,7 +179,12 @@ def render(console: Console, function: FunctionFile, result: CallResult, verdict
     if result.ok and result.batch_results:
         failed = [row for row in result.batch_results if not row["ok"]]
         parts.append(Text(f"batch: {len(failed)} of {len(result.batch_results)} events failed"))
-    console.print(Panel(Group(*parts), title="Callback Return", title_align="left", border_style=border))
+        parts.extend(
+            Text(f"  event {row['index']}: {row['error']}: {row['message']}") for row in failed
+        )
+    console.print(
+        Panel(Group(*parts), title="Callback Return", title_align="left", border_style=border)
+    )
     logs = result.logs.rstrip("\n")
     console.print(
         Panel(
@@ -188,7 +193,8 @@ def render(console: Console, function: FunctionFile, result: CallResult, verdict
             title_align="left",
         )
     )
-    console.print(f"{_OUTCOME_TEXT[verdict]} in {result.duration_ms:.0f} ms")
+    status = _OUTCOME_TEXT[verdict].format(reason=escape(outcome_of_call(result).reason))
+    console.print(f"{status} in {result.duration_ms:.0f} ms")
 
 
 def run(
