@@ -169,7 +169,7 @@ def _item_result(item: dict[str, Any], call: CallResult) -> CallResult:
     error = item.get("error")
     return CallResult(
         ok=bool(item.get("ok")),
-        value=None,
+        value=item,  # what on_batch said of this event
         error=CallError(error) if error and not item.get("ok") else None,
         message=item.get("message"),
         logs=call.logs,
