@@ -154,3 +154,19 @@ def test_it_is_still_a_plain_dict_for_json() -> None:
 def test_objects_inside_lists_are_case_insensitive_too() -> None:
     event = CaseInsensitiveDict({"properties": {"products": [{"productId": "p1"}]}})
     assert event["properties"]["products"][0]["product_id"] == "p1"
+
+
+def test_nested_changes_stick_and_new_keys_match_any_casing() -> None:
+    from segue.spec.casing import CaseInsensitiveDict
+
+    event = CaseInsensitiveDict({"traits": {"first_name": "Ada"}, "products": [{"productId": 1}]})
+    event["traits"]["avatar"] = "a.png"
+    assert event["Traits"]["avatar"] == "a.png"
+    event["userId"] = "u1"
+    assert event["user_id"] == "u1"
+    event["USER_ID"] = "u2"  # the same field, whatever the casing of the write
+    assert event["userId"] == "u2"
+    assert len([k for k in event if k.lower().replace("_", "") == "userid"]) == 1
+    assert event["products"][0]["product_id"] == 1
+    del event["User_Id"]
+    assert "userId" not in event

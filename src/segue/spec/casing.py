@@ -41,31 +41,46 @@ def snake_case_keys(value: Any) -> Any:
 
 
 class CaseInsensitiveDict(dict[str, Any]):
-    """Read access that ignores key casing: ``userId``, ``user_id`` and ``UserId`` all work.
+    """Key lookup that ignores casing: ``userId``, ``user_id`` and ``UserId`` all work.
 
     The seeds ask partners to "be ready to accept any casing"; this makes it free.
+    Nested objects (also inside lists) are converted once, when the outer one is made,
+    so that changing a nested value sticks.
     """
 
     def __init__(self, data: dict[str, Any]) -> None:
-        super().__init__(data)
-        self._folded = {_fold(k): k for k in data}
+        super().__init__({key: _wrap(value) for key, value in data.items()})
+        self._folded = {_fold(k): k for k in self}
+
+    def _actual(self, key: str) -> str | None:
+        if dict.__contains__(self, key):
+            return key
+        return self._folded.get(_fold(key))
 
     def __getitem__(self, key: str) -> Any:
-        if dict.__contains__(self, key):
-            return _wrap(dict.__getitem__(self, key))
-        actual = self._folded.get(_fold(key))
+        actual = self._actual(key)
         if actual is None:
             raise KeyError(key)
-        return _wrap(dict.__getitem__(self, actual))
+        return dict.__getitem__(self, actual)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        actual = self._actual(key) or key  # writing userId where user_id is: same field
+        dict.__setitem__(self, actual, _wrap(value))
+        self._folded.setdefault(_fold(actual), actual)
+
+    def __delitem__(self, key: str) -> None:
+        actual = self._actual(key)
+        if actual is None:
+            raise KeyError(key)
+        dict.__delitem__(self, actual)
+        self._folded.pop(_fold(actual), None)
 
     def get(self, key: str, default: Any = None) -> Any:
-        try:
-            return self[key]
-        except KeyError:
-            return default
+        actual = self._actual(key)
+        return default if actual is None else dict.__getitem__(self, actual)
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and (dict.__contains__(self, key) or _fold(key) in self._folded)
+        return isinstance(key, str) and self._actual(key) is not None
 
 
 def _fold(key: str) -> str:
