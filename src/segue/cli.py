@@ -206,3 +206,12 @@ def fn_test(
         errors=console,
     )
     sys.exit(code)
+
+
+def _register_partner_commands() -> None:
+    from segue.partner.cli import check
+
+    main.add_command(check)
+
+
+_register_partner_commands()

@@ -27,7 +27,7 @@ class DestinationError(Exception):
         return ()
 
 
-class InvalidEventPayload(DestinationError):  # noqa: N818 - Segment's name
+class InvalidEventPayload(DestinationError):
     """400: the event is malformed or lacks what you need; Segment will not retry it."""
 
     status = 400
@@ -41,21 +41,21 @@ class ValidationError(DestinationError):
     default_message = "validation failed"
 
 
-class Unauthorized(DestinationError):  # noqa: N818 - named after the status
+class Unauthorized(DestinationError):
     """401: the API key is malformed, expired or otherwise no longer valid."""
 
     status = 401
     default_message = "invalid API key"
 
 
-class Forbidden(DestinationError):  # noqa: N818 - named after the status
+class Forbidden(DestinationError):
     """403: the API key is valid but lacks the permission this event needs."""
 
     status = 403
     default_message = "permission denied"
 
 
-class Unavailable(DestinationError):  # noqa: N818 - named after the status
+class Unavailable(DestinationError):
     """503: temporarily not accepting messages; Segment (and segue) retry later.
 
     ``retry_after`` (seconds) becomes a Retry-After header, which segue honours
