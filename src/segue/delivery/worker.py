@@ -60,7 +60,7 @@ class DeliveryWorker:
         self._pending: list[Settlement] = []
         self._in_flight: set[asyncio.Task[None]] = set()
         self._leased: set[int] = set()  # delivery ids claimed and not yet settled
-        self._semaphores: dict[str, asyncio.Semaphore] = {}
+        self._semaphores: dict[str, tuple[int, asyncio.Semaphore]] = {}
         self._stopping = False
 
     def wake(self) -> None:
@@ -216,15 +216,12 @@ class DeliveryWorker:
         )
 
     def _semaphore(self, destination: Destination) -> asyncio.Semaphore:
-        semaphore = self._semaphores.get(destination.id)
-        if (
-            semaphore is None
-            or getattr(semaphore, "limit", None) != destination.options.concurrency
-        ):
-            semaphore = asyncio.Semaphore(destination.options.concurrency)
-            semaphore.limit = destination.options.concurrency  # type: ignore[attr-defined]
-            self._semaphores[destination.id] = semaphore
-        return semaphore
+        """The destination's concurrency limit; a new one when its option changes."""
+        limit = destination.options.concurrency
+        known = self._semaphores.get(destination.id)
+        if known is None or known[0] != limit:
+            known = self._semaphores[destination.id] = (limit, asyncio.Semaphore(limit))
+        return known[1]
 
     # -- settling ------------------------------------------------------------
     def _queue_settlement(self, settlement: Settlement) -> None:
