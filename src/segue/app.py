@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from segue.asgi import ASGIApp, Receive, Scope, Send, send_bytes, send_json
+from segue.asgi import ASGIApp, Receive, Scope, Send, header, send_bytes, send_json
 from segue.bootstrap import (
     BootReport,
     admin_token,
@@ -31,6 +31,7 @@ from segue.destinations.catalog import Catalog
 from segue.destinations.secrets import SecretBox
 from segue.devcenter.admin import AdminAPI
 from segue.devcenter.auth import BearerTokenGuard
+from segue.devcenter.web import WebUI
 from segue.functions.pool import FunctionPool
 from segue.functions.proxy import FetchProxy
 from segue.ingest.app import IngestSettings, TrackingAPI
@@ -64,6 +65,7 @@ class Segue:
     functions: FunctionPool
     report: BootReport | None = None
     _admin: ASGIApp | None = None
+    _web: ASGIApp | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _worker_task: asyncio.Task[None] | None = None
 
@@ -150,6 +152,7 @@ class Segue:
             await self.functions.start()  # otherwise on the first function call
         admin = AdminAPI(self.store, self.sources, self).app()
         self._admin = BearerTokenGuard(admin, token, public=frozenset({"/api/v1/openapi.json"}))
+        self._web = WebUI(self, token).app()
         self._tasks.append(asyncio.create_task(self._prune_dedup_forever()))
         self._tasks.append(asyncio.create_task(self._refresh_catalog_forever()))
         if self.worker is not None:
@@ -213,6 +216,8 @@ class Segue:
                 await send_json(send, 200, {"status": "ok", "store": _dialect(self.store)})
             elif path == "/metrics":
                 await send_bytes(send, 200, self.metrics.render(), CONTENT_TYPE_LATEST.encode())
+            elif path.startswith("/ui/") or path == "/ui" or (path == "/" and _wants_html(scope)):
+                await self._web_app(scope, receive, send)
             elif path == "/":
                 await send_json(
                     send,
@@ -230,6 +235,12 @@ class Segue:
             return
         # Starlette routes on path minus root_path: mount the admin app at /api/v1
         await self._admin({**scope, "root_path": "/api/v1"}, receive, send)
+
+    async def _web_app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._web is None:
+            await send_json(send, 503, {"message": "segue is starting"})
+            return
+        await self._web(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -254,10 +265,15 @@ def _private_paths(config: ServerConfig) -> tuple[Path, ...]:
     paths = [config.data_dir.resolve()]
     url = config.database()
     if url.startswith("sqlite:"):
-        from segue.store.factory import _sqlite_options
+        from segue.store.factory import sqlite_path_and_mode
 
-        paths.append(Path(_sqlite_options(url)[0]).resolve().parent)
+        paths.append(Path(sqlite_path_and_mode(url)[0]).resolve().parent)
     return tuple(dict.fromkeys(paths))
+
+
+def _wants_html(scope: Scope) -> bool:
+    """A browser asking for ``/`` gets the Developer Center; API clients get JSON."""
+    return "text/html" in (header(scope, b"accept") or "")
 
 
 def _dialect(store: Store) -> str:

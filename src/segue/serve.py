@@ -32,6 +32,7 @@ def banner(config: ServerConfig, report: BootReport, console: Console) -> None:
     table.add_column(style="bold")
     table.add_column()
     table.add_row("Tracking API", f"{base}/v1/  (point your Segment SDK's host here)")
+    table.add_row("Developer Center", f"{base}/ui/  (sign in with the admin token)")
     table.add_row("Admin API", f"{base}/api/v1/  (OpenAPI: {base}/api/v1/openapi.json)")
     table.add_row("Metrics", f"{base}/metrics")
     table.add_row("Database", config.database())

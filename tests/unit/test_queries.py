@@ -76,10 +76,10 @@ def test_sqlite_migrations_are_ordered_and_numbered() -> None:
 
 
 def test_sqlite_urls_follow_the_three_and_four_slash_rule() -> None:
-    from segue.store.factory import _sqlite_options
+    from segue.store.factory import sqlite_path_and_mode
 
-    assert _sqlite_options("sqlite:///relative/segue.db") == ("relative/segue.db", "full")
-    assert _sqlite_options("sqlite:////abs/segue.db?synchronous=NORMAL") == (
+    assert sqlite_path_and_mode("sqlite:///relative/segue.db") == ("relative/segue.db", "full")
+    assert sqlite_path_and_mode("sqlite:////abs/segue.db?synchronous=NORMAL") == (
         "/abs/segue.db",
         "normal",
     )

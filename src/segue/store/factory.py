@@ -17,7 +17,7 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path.resolve()}"
 
 
-def _sqlite_options(url: str) -> tuple[str, str]:
+def sqlite_path_and_mode(url: str) -> tuple[str, str]:
     """(path, synchronous) of ``sqlite:///relative.db`` or ``sqlite:////absolute.db``.
 
     Three slashes and a relative path, four for an absolute one (SQLAlchemy's rule).
@@ -46,7 +46,7 @@ def check_database_url(url: str) -> None:
     """Raise UnsupportedDatabaseError with a clear message for a URL segue cannot open."""
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
-        _sqlite_options(url)
+        sqlite_path_and_mode(url)
     elif scheme != "memory":
         raise UnsupportedDatabaseError(
             f"unsupported database URL {url!r}: use sqlite:////absolute/path/segue.db"
@@ -60,7 +60,7 @@ def open_store(url: str, *, on_commit: CommitObserver | None = None) -> Store:
     if parts.scheme == "sqlite":
         from segue.store.sqlite import SQLiteStore
 
-        path, synchronous = _sqlite_options(url)
+        path, synchronous = sqlite_path_and_mode(url)
         return SQLiteStore(path, synchronous=synchronous, on_commit=on_commit)
     if parts.scheme == "memory":
         from segue.store.memory import InMemoryStore
