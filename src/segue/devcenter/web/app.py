@@ -26,6 +26,7 @@ from starlette.staticfiles import StaticFiles
 from segue.bootstrap import new_write_key
 from segue.devcenter.admin import event_json
 from segue.devcenter.responses import JSONResponse
+from segue.devcenter.web import app_pages, destination_pages
 from segue.devcenter.web.csrf import FIELD, HEADER, csrf_ok
 from segue.devcenter.web.session import COOKIE, Session, SessionSigner
 from segue.store import EventQuery, Source, SourceExistsError, SourceKind, StoredEvent
@@ -105,6 +106,8 @@ class WebUI:
             Route(f"{PREFIX}/sources/{{name}}/live.json", self.live_json, methods=["GET"]),
             Route(f"{PREFIX}/apps", self.page(self.apps_page), methods=["GET"]),
             Route(f"{PREFIX}/destinations", self.page(self.destinations_page), methods=["GET"]),
+            *app_pages.routes(self),
+            *destination_pages.routes(self),
             Mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
         return Starlette(routes=routes)
