@@ -26,11 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from segment.analytics.client import Client
 from tests.support.endpoint import Endpoint, ReceivedRequest
+from tests.support.observe import CollectWarnings, deliveries_metric, wait_for_deliveries
 from tests.support.server import WRITE_KEY, SegueProcess
 
 PER_TYPE = 200  # 6 types x 200 = 1,200 events, each delivered to two destinations
@@ -163,34 +162,6 @@ def _send_all(client: Client, tag: str) -> dict[str, str]:
 
 
 # -- segue-side observation -------------------------------------------------------
-def _deliveries_metric(server: SegueProcess) -> dict[tuple[str, str], float]:
-    text = httpx.get(f"{server.url}/metrics", timeout=10.0).text
-    values: dict[tuple[str, str], float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "segue_deliveries_total":
-                values[(sample.labels["destination"], sample.labels["state"])] = sample.value
-    return values
-
-
-def _wait_for_metric(server: SegueProcess, wanted: dict[tuple[str, str], float]) -> None:
-    """Poll /metrics (bounded) until every wanted counter has its value."""
-    deadline = time.monotonic() + DELIVERY_WAIT_S
-    while True:
-        values = _deliveries_metric(server)
-        if all(values.get(key) == value for key, value in wanted.items()):
-            return
-        assert time.monotonic() < deadline, f"/metrics never showed {wanted}: {values}"
-        time.sleep(0.05)
-
-
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 def _api_key(request: ReceivedRequest) -> str:
@@ -220,7 +191,7 @@ class Scenario:
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
     data_dir: Path = tmp_path_factory.mktemp("delivery-e2e") / "data"
-    collect = _Collect()
+    collect = CollectWarnings()
     segment_log = logging.getLogger("segment")
     segment_log.addHandler(collect)
     started = time.monotonic()
@@ -249,8 +220,8 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
                 f"{2 * total} deliveries",
             )
             wanted = {(MAIN, "succeeded"): float(total), (LEGACY, "succeeded"): float(total)}
-            _wait_for_metric(server, wanted)
-            metrics = _deliveries_metric(server)
+            wait_for_deliveries(server, wanted, DELIVERY_WAIT_S)
+            metrics = deliveries_metric(server)
             stored = {row["message_id"]: row for row in server.all_events(source="test")}
         finally:
             # a graceful stop settles everything in flight: after it nothing more can arrive

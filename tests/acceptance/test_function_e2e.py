@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from segment.analytics.client import Client
 from tests.support.endpoint import Endpoint, ReceivedRequest, Reply
+from tests.support.observe import CollectWarnings, deliveries_metric, wait_for_deliveries
 from tests.support.server import WRITE_KEY, SegueProcess
 
 PER_TYPE = 150  # track and identify calls each: 300 events
@@ -130,35 +129,6 @@ settings = {{ apiKey = "{JS_KEY}" }}
 """
 
 
-def _deliveries_metric(server: SegueProcess) -> dict[tuple[str, str], float]:
-    text = httpx.get(f"{server.url}/metrics", timeout=10.0).text
-    values: dict[tuple[str, str], float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "segue_deliveries_total":
-                values[(sample.labels["destination"], sample.labels["state"])] = sample.value
-    return values
-
-
-def _wait_for_metric(server: SegueProcess, wanted: dict[tuple[str, str], float]) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        values = _deliveries_metric(server)
-        if all(values.get(key) == value for key, value in wanted.items()):
-            return
-        assert time.monotonic() < deadline, f"/metrics never showed {wanted}: {values}"
-        time.sleep(0.05)
-
-
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @dataclass
 class Scenario:
     sent: dict[str, str]  # messageId -> type
@@ -177,7 +147,7 @@ class Scenario:
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
     folder = tmp_path_factory.mktemp("function-e2e")
-    collect = _Collect()
+    collect = CollectWarnings()
     segment_log = logging.getLogger("segment")
     segment_log.addHandler(collect)
 
@@ -221,15 +191,16 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
                 WAIT_S,
                 f"{total + PER_TYPE} requests from the functions",
             )
-            _wait_for_metric(
+            wait_for_deliveries(
                 server,
                 {
                     ("py-fn", "succeeded"): float(total),
                     ("js-fn", "succeeded"): float(PER_TYPE),
                     ("js-fn", "discarded"): float(PER_TYPE),
                 },
+                WAIT_S,
             )
-            metrics = _deliveries_metric(server)
+            metrics = deliveries_metric(server)
             stored = {row["message_id"]: row["event"] for row in server.all_events(source="test")}
         finally:
             exit_code = server.stop()
