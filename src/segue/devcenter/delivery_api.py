@@ -18,6 +18,7 @@ from starlette.routing import Route
 from segue.delivery.replay import ReplayError, ReplayRunner, iso, parse_time, public
 from segue.delivery.webhook import masked_headers
 from segue.destinations.catalog import Catalog
+from segue.destinations.models import Destination
 from segue.devcenter.responses import (
     JSONResponse,
     decode_cursor,
@@ -187,11 +188,15 @@ class DeliveryAPI:
         destination = self.catalog.destination(name)
         if destination is None:
             return error(404, f"no destination named {name!r}")
-        window_text = request.query_params.get("window", "1h")
         try:
-            window_ms = parse_window(window_text)
+            doc = await self.stats_doc(destination, request.query_params.get("window", "1h"))
         except ValueError as exc:
             return error(400, str(exc))
+        return JSONResponse(doc)
+
+    async def stats_doc(self, destination: Destination, window_text: str) -> dict[str, Any]:
+        """The Event Delivery summary (the API's document, and what the UI draws)."""
+        window_ms = parse_window(window_text)
         bucket_ms = bucket_for(window_ms)
         now = now_ms()
         since = now - window_ms
@@ -201,24 +206,22 @@ class DeliveryAPI:
         for reason, state, count in stats.reasons:
             sample = await self._sample(destination.id, reason, state)
             reasons.append({"reason": reason, "state": state, "count": count, "sample": sample})
-        return JSONResponse(
-            {
-                "destination": destination.name,
-                "window": window_text,
-                "since_ms": since,
-                "until_ms": now,
-                "bucket_ms": bucket_ms,
-                "delivered": by_state.get("succeeded", 0),
-                "discarded": by_state.get("discarded", 0),
-                "retrying": by_state.get("awaiting_retry", 0),
-                "expired": by_state.get("expired", 0),
-                "pending": by_state.get("pending", 0) + by_state.get("executing", 0),
-                "p50_latency_ms": percentile(stats.latencies_ms, 0.50),
-                "p95_latency_ms": percentile(stats.latencies_ms, 0.95),
-                "buckets": _buckets(stats.buckets, since, now, bucket_ms),
-                "reasons": reasons,
-            }
-        )
+        return {
+            "destination": destination.name,
+            "window": window_text,
+            "since_ms": since,
+            "until_ms": now,
+            "bucket_ms": bucket_ms,
+            "delivered": by_state.get("succeeded", 0),
+            "discarded": by_state.get("discarded", 0),
+            "retrying": by_state.get("awaiting_retry", 0),
+            "expired": by_state.get("expired", 0),
+            "pending": by_state.get("pending", 0) + by_state.get("executing", 0),
+            "p50_latency_ms": percentile(stats.latencies_ms, 0.50),
+            "p95_latency_ms": percentile(stats.latencies_ms, 0.95),
+            "buckets": _buckets(stats.buckets, since, now, bucket_ms),
+            "reasons": reasons,
+        }
 
     async def _sample(self, destination_id: str, reason: str, state: str) -> Any:
         """One recent delivery of a failure reason: what was sent and what came back."""
