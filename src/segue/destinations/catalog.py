@@ -43,9 +43,14 @@ class CatalogError(ValueError):
         self.status = status
 
 
+_RESERVED_NAMES = frozenset({"new"})  # /ui/apps/new and /ui/destinations/new are forms
+
+
 def check_name(name: object, what: str) -> str:
     if not isinstance(name, str) or not name or not set(name) <= _NAME_CHARS:
         raise CatalogError(f"{what} `name` is required: lower-case letters, digits, - and _")
+    if name in _RESERVED_NAMES:
+        raise CatalogError(f"{name!r} is reserved: choose another {what} name")
     return name
 
 
