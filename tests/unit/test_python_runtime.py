@@ -198,7 +198,7 @@ async def test_on_batch_per_event_results_are_normalised() -> None:
             "index": 6,
             "ok": False,
             "error": "Error",
-            "message": "on_batch returned no result for this event",
+            "message": "the batch handler returned no result for this event",
         },
     ]
 

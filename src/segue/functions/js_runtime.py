@@ -34,6 +34,7 @@ from py_mini_racer import (
     MiniRacer,
 )
 
+from segue.functions.batch import batch_results
 from segue.functions.bridge import (
     MAX_LOG_BYTES,
     FetchBridge,
@@ -79,48 +80,6 @@ def cap_logs(lines: list[str]) -> str:
     if len(data) <= MAX_LOG_BYTES:
         return data.decode("utf-8")
     return data[:MAX_LOG_BYTES].decode("utf-8", "ignore") + "\n… (log truncated)"
-
-
-def _classify(status: Any) -> CallError | None:
-    """None when one onBatch result means success, else why it failed."""
-    if status is True:
-        return None
-    if isinstance(status, str):
-        s = status.strip()
-        if s.lower() in ("ok", "success", "succeeded"):
-            return None
-        if s.lower() == "retry":
-            return CallError.RETRY
-        if s in _KINDS:
-            return _KINDS[s]
-        status = int(s) if s.isdigit() else None
-    if isinstance(status, int | float) and not isinstance(status, bool):
-        if 200 <= status < 300:
-            return None
-        if status == 429 or status >= 500:
-            return CallError.RETRY
-    return CallError.ERROR
-
-
-def batch_results(value: Any) -> list[dict[str, Any]] | None:
-    """onBatch's ``[{status, errormessage}, …]`` as ``{index, ok, error, message}``."""
-    if not isinstance(value, list) or not value:
-        return None
-    if not all(isinstance(item, dict) and "status" in item for item in value):
-        return None
-    out: list[dict[str, Any]] = []
-    for index, item in enumerate(value):
-        error = _classify(item["status"])
-        message = item.get("errormessage") or item.get("errorMessage") or item.get("message")
-        out.append(
-            {
-                "index": index,
-                "ok": error is None,
-                "error": None if error is None else error.value,
-                "message": None if error is None else str(message or f"status {item['status']}"),
-            }
-        )
-    return out
 
 
 @dataclass(slots=True)

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from segue.functions.batch import batch_results
 from segue.functions.bridge import FetchBridge
 from segue.functions.errors import (
     EventNotSupported,
@@ -42,8 +43,6 @@ _DECLARED: dict[type[BaseException], CallError] = {
     ValidationError: CallError.VALIDATION_ERROR,
     RetryError: CallError.RETRY,
 }
-_KIND_WORDS = {kind.value: kind for kind in _DECLARED.values()}
-_OK_WORDS = frozenset({"ok", "success", "succeeded"})
 _INTERNAL_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _module_ids = itertools.count(1)
 
@@ -195,57 +194,3 @@ def user_traceback(exc: BaseException, filename: str) -> str:
 def _remember_source(filename: str, source: str) -> None:
     """Let tracebacks quote lines of code that exists only as a string."""
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-
-
-def _classify(status: Any) -> CallError | None:
-    """None when one on_batch result means success, else why that event failed."""
-    if isinstance(status, bool):
-        return None if status else CallError.ERROR
-    if isinstance(status, str):
-        word = status.strip()
-        if word.lower() in _OK_WORDS:
-            return None
-        if word.lower() == "retry":
-            return CallError.RETRY
-        if word in _KIND_WORDS:
-            return _KIND_WORDS[word]
-        if not word.isdigit():
-            return CallError.ERROR
-        status = int(word)
-    if isinstance(status, int | float):
-        code = int(status)
-        if 200 <= code < 300:
-            return None
-        if code == 429 or code >= 500:
-            return CallError.RETRY
-    return CallError.ERROR
-
-
-def batch_results(value: Any, count: int) -> list[dict[str, Any]] | None:
-    """Per-event outcomes when on_batch returned ``[{"status": …, "errormessage": …}, …]``.
-
-    None when the value is anything else: the whole batch then succeeded.
-    """
-    if not isinstance(value, list) or not value:
-        return None
-    if not all(isinstance(item, dict) and "status" in item for item in value):
-        return None
-    results: list[dict[str, Any]] = []
-    for index in range(count):
-        if index >= len(value):
-            error: CallError | None = CallError.ERROR
-            message: str | None = "on_batch returned no result for this event"
-        else:
-            item = value[index]
-            error = _classify(item["status"])
-            text = item.get("errormessage") or item.get("message")
-            message = None if error is None else str(text or f"status {item['status']}")
-        results.append(
-            {
-                "index": index,
-                "ok": error is None,
-                "error": error.value if error else None,
-                "message": message,
-            }
-        )
-    return results
