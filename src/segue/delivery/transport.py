@@ -71,7 +71,7 @@ class HTTPTransport:
                 timeout=timeout,
                 allow_redirects=False,
             ) as response:
-                body = await _read_capped(response, MAX_RESPONSE_BYTES)
+                body = await read_capped(response, MAX_RESPONSE_BYTES)
                 return WebhookResponse(
                     status=response.status,
                     headers=tuple((str(k), str(v)) for k, v in response.headers.items()),
@@ -102,7 +102,7 @@ class HTTPTransport:
             await self._session.close()
 
 
-async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes:
+async def read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes:
     """The body up to ``cap`` bytes, however many chunks it arrives in."""
     chunks: list[bytes] = []
     size = 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import aiohttp
 
 from segue.delivery.egress import EgressBlockedError, blocked_cause
-from segue.delivery.transport import HTTPTransport
+from segue.delivery.transport import HTTPTransport, read_capped
 from segue.functions.bridge import FetchFailed, FetchReply, FetchRequest
 
 MAX_FETCH_BODY = 4 * 1024 * 1024
@@ -40,7 +40,7 @@ class FetchProxy:
                 timeout=timeout,
                 allow_redirects=False,
             ) as response:
-                data = await response.content.read(MAX_FETCH_BODY)
+                data = await read_capped(response, MAX_FETCH_BODY)
                 return FetchReply(
                     url=str(response.url),
                     status=response.status,

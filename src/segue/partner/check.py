@@ -52,6 +52,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from segue.delivery.transport import read_capped
 from segue.delivery.webhook import WebhookRequest, authorization_header, build_request
 from segue.spec.normalize import IngestContext, normalize
 from segue.spec.samples import SAMPLE_SOURCE_ID, SAMPLE_TYPES, sample
@@ -620,15 +621,7 @@ def pick_probe_type(base: Mapping[str, int | None]) -> str:
 
 
 async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while size < MAX_RESPONSE_BYTES:
-        chunk = await response.content.read(MAX_RESPONSE_BYTES - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
+    return await read_capped(response, MAX_RESPONSE_BYTES)
 
 
 async def send(
