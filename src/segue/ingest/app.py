@@ -24,8 +24,9 @@ from segue.ingest.body import (
     decode_content,
     read_body,
 )
-from segue.ingest.pipeline import BatchFields, Ingestor, IngestOutcome
+from segue.ingest.pipeline import BatchFields, Ingestor, IngestOutcome, ItemRejection
 from segue.ingest.ratelimit import RateLimiter
+from segue.ingest.rejections import Rejected, RejectionLog
 from segue.ingest.sources import SourceDirectory
 from segue.metrics import Metrics
 from segue.spec import IngestContext, RejectionCode
@@ -85,6 +86,11 @@ class IngestError(Exception):
         self.extra = extra or {}
         self.headers = headers or []
         self.counted = counted  # the pipeline already counted its rejected events
+        # for the rejection log, filled in on the way out (never on the success path)
+        self.items: list[ItemRejection] = []  # per-item rejections, if that is what this is
+        self.source: Source | None = None
+        self.payload: dict[str, Any] | None = None
+        self.batch = False
 
     def body(self) -> dict[str, Any]:
         return {"success": False, "code": self.code.value, "message": self.message, **self.extra}
@@ -111,6 +117,7 @@ class TrackingAPI:
         self.limiter = RateLimiter()
         self.metrics = metrics
         self.settings = settings or IngestSettings()
+        self.rejections = RejectionLog()  # recent 4xx answers, per process (not durable)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
@@ -137,6 +144,7 @@ class TrackingAPI:
         except IngestError as error:
             if self.metrics is not None and not error.counted:
                 self.metrics.events_rejected.labels(error.code.value).inc()
+            self._log_rejection(path, error)
             await send_json(send, error.status, error.body(), [*_CORS, *error.headers])
         except ClientDisconnectedError:
             return
@@ -145,18 +153,26 @@ class TrackingAPI:
         is_batch = name in _BATCH_ROUTES
         limit = MAX_BATCH_BYTES if is_batch else MAX_SINGLE_BYTES
         data, size = await _read_json(scope, receive, limit)
-        source = await self._authenticate(scope, data)
+        try:
+            source = await self._authenticate(scope, data)
+        except IngestError as error:
+            error.payload = data
+            raise
         received_at = datetime.now(UTC)
-        if is_batch:
-            # no item can be over the per-event cap if the whole body is not
-            check_size = size > MAX_SINGLE_BYTES
-            outcome = await self._ingest_batch(scope, source, data, received_at, check_size)
-        else:
-            route_type, channel = _SINGLE_ROUTES[name]
-            data["type"] = route_type
-            ctx = self._context(scope, source, received_at, channel)
-            outcome = await self.ingestor.ingest(source, [data], ctx)
-        _raise_for_rejections(outcome)
+        try:
+            if is_batch:
+                # no item can be over the per-event cap if the whole body is not
+                check_size = size > MAX_SINGLE_BYTES
+                outcome = await self._ingest_batch(scope, source, data, received_at, check_size)
+            else:
+                route_type, channel = _SINGLE_ROUTES[name]
+                data["type"] = route_type
+                ctx = self._context(scope, source, received_at, channel)
+                outcome = await self.ingestor.ingest(source, [data], ctx)
+            _raise_for_rejections(outcome)
+        except IngestError as error:
+            error.source, error.payload, error.batch = source, data, is_batch
+            raise
         await send_bytes(send, 200, _OK, extra=_CORS)
 
     async def _ingest_batch(
@@ -216,18 +232,48 @@ class TrackingAPI:
         if source is None:
             raise IngestError(401, RejectionCode.UNKNOWN_SOURCE, "unknown write key")
         if not source.enabled:
-            raise IngestError(
+            error = IngestError(
                 403, RejectionCode.SOURCE_DISABLED, f"the source {source.name!r} is disabled"
             )
+            error.source = source
+            raise error
         retry_after = self.limiter.check(source.id, source.rate_limit)
         if retry_after:
-            raise IngestError(
+            error = IngestError(
                 429,
                 RejectionCode.RATE_LIMITED,
                 f"the source {source.name!r} is limited to {source.rate_limit:g} requests/s",
                 headers=[(b"retry-after", str(retry_after).encode())],
             )
+            error.source = source
+            raise error
         return source
+
+    def _log_rejection(self, route: str, error: IngestError) -> None:
+        """Keep a 4xx answer in :attr:`rejections`: each rejected item, or the request."""
+        data = error.payload
+        rejected: list[Rejected]
+        if error.items:
+            items = data.get("batch") if error.batch and data is not None else None
+            rejected = [
+                Rejected(
+                    r.code.value,
+                    r.message,
+                    r.index if error.batch else None,
+                    _item(items, r.index) if error.batch else data,
+                )
+                for r in error.items
+            ]
+        else:
+            rejected = [Rejected(error.code.value, error.message, None, data)]
+        source = error.source
+        self.rejections.record(
+            route=route,
+            status=error.status,
+            rejected=rejected,
+            source_id=source.id if source else None,
+            source_name=source.name if source else None,
+        )
 
     def _context(
         self, scope: Scope, source: Source, received_at: datetime, channel: str | None
@@ -279,6 +325,10 @@ def _too_large(limit: int) -> IngestError:
     )
 
 
+def _item(items: object, index: int) -> object:
+    return items[index] if isinstance(items, list) and 0 <= index < len(items) else None
+
+
 def _padded(text: str) -> str:
     return text + "=" * (-len(text) % 4)
 
@@ -290,14 +340,16 @@ def _raise_for_rejections(outcome: IngestOutcome) -> None:
     kept = outcome.accepted + outcome.duplicates
     if kept == 0:  # nothing was kept: answer with the first reason
         first = rejected[0]
-        raise IngestError(
+        error = IngestError(
             400,
             first.code,
             first.message,
             {"accepted": 0, "rejected": [r.as_json() for r in rejected]},
             counted=True,
         )
-    raise IngestError(
+        error.items = rejected
+        raise error
+    error = IngestError(
         400,
         RejectionCode.MULTI_USER_ERROR,
         f"{len(rejected)} of {len(rejected) + kept} events were rejected;"
@@ -305,3 +357,5 @@ def _raise_for_rejections(outcome: IngestOutcome) -> None:
         {"accepted": kept, "rejected": [r.as_json() for r in rejected]},
         counted=True,
     )
+    error.items = rejected
+    raise error

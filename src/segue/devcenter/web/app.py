@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ from segue.devcenter.responses import JSONResponse
 from segue.devcenter.web import app_pages, destination_pages
 from segue.devcenter.web.csrf import FIELD, HEADER, csrf_ok
 from segue.devcenter.web.session import COOKIE, Session, SessionSigner
+from segue.ingest.rejections import RejectionEntry
 from segue.store import EventQuery, Source, SourceExistsError, SourceKind, StoredEvent
 
 if TYPE_CHECKING:
@@ -39,6 +41,7 @@ PREFIX = "/ui"
 SIGN_IN = f"{PREFIX}/sign-in"
 MAX_FORM_BYTES = 64 * 1024
 LIVE_PAGE = 50
+UNKNOWN_KEY_WINDOW_MS = 15 * 60 * 1000  # the live page's note on unknown write keys
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
 _NOTICES = {
     "created": "Source created.",
@@ -330,6 +333,10 @@ class WebUI:
         events = await self.segue.store.list_events(
             EventQuery(source_id=source.id, limit=LIVE_PAGE)
         )
+        log = self.segue.tracking.rejections
+        rejections = log.for_source(source.id)
+        since = int(time.time() * 1000) - UNKNOWN_KEY_WINDOW_MS
+        unknown = [e for e in log.unknown_source() if e.time_ms >= since]
         return self.render(
             request,
             session,
@@ -338,6 +345,11 @@ class WebUI:
             source=source,
             events=[_live_row(e) for e in events],
             latest=events[0].id if events else 0,
+            rejections=[_rejection_row(e) for e in rejections],
+            rejected_latest=rejections[0].seq if rejections else log.last_seq,
+            unknown_count=len(unknown),
+            unknown_latest=_rejection_row(unknown[0]) if unknown else None,
+            unknown_minutes=UNKNOWN_KEY_WINDOW_MS // 60_000,
             others=[s.name for s in await self.segue.store.list_sources() if s.id != source.id],
         )
 
@@ -356,7 +368,18 @@ class WebUI:
             EventQuery(source_id=source.id, limit=LIVE_PAGE)
         )
         rows = [_live_row(e) for e in events if e.id > after]
-        return JSONResponse({"events": rows}, headers={"cache-control": "no-store"})
+        body: dict[str, Any] = {"events": rows}
+        # recent ingest rejections (in this process's memory) after a `rejected_after` cursor;
+        # the key is there when asked for or when there are any
+        cursor = request.query_params.get("rejected_after")
+        try:
+            rejected_after = int(cursor or "0")
+        except ValueError:
+            return JSONResponse({"message": "`rejected_after` must be a number"}, status_code=400)
+        rejected = self.segue.tracking.rejections.for_source(source.id, rejected_after)
+        if rejected or cursor is not None:
+            body["rejections"] = [_rejection_row(e) for e in rejected]
+        return JSONResponse(body, headers={"cache-control": "no-store"})
 
     # -- apps and destinations -------------------------------------------------------
 
@@ -432,6 +455,10 @@ def _live_row(event: StoredEvent) -> dict[str, Any]:
         "name": str(name),
         "json": json.dumps(payload, indent=2, ensure_ascii=False, sort_keys=True),
     }
+
+
+def _rejection_row(entry: RejectionEntry) -> dict[str, Any]:
+    return {**entry.as_json(), "time": _format_time(entry.time_ms)}
 
 
 def _format_time(ms: int) -> str:

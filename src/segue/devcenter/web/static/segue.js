@@ -48,22 +48,59 @@ function eventItem(row) {
   return item;
 }
 
+function rejectionItem(row) {
+  const item = document.createElement("li");
+  item.className = "event rejection new";
+  const details = document.createElement("details");
+  const summary = document.createElement("summary");
+  const time = document.createElement("time");
+  time.dateTime = String(row.time_ms);
+  time.textContent = row.time;
+  const code = document.createElement("span");
+  code.className = "badge off";
+  code.textContent = row.code;
+  const message = document.createElement("span");
+  message.className = "ev-name";
+  message.textContent = row.message;
+  const where = document.createElement("span");
+  where.className = "ev-user muted";
+  where.textContent = `${row.route} · ${row.status}` +
+    (row.index === null || row.index === undefined ? "" : ` · item ${row.index}`);
+  summary.append(time, code, message, where);
+  const pre = document.createElement("pre");
+  pre.className = "json";
+  pre.textContent = row.preview;
+  details.append(summary, pre);
+  item.append(details);
+  return item;
+}
+
 function startLiveFeed(list) {
   let latest = Number(list.dataset.latest || 0);
+  const rejectedList = document.getElementById("live-rejections");
+  let rejectedLatest = Number((rejectedList && rejectedList.dataset.latest) || 0);
   let paused = false;
   const status = document.getElementById("live-status");
   const toggle = document.getElementById("live-toggle");
   const empty = document.getElementById("live-empty");
+  const rejectedEmpty = document.getElementById("rejections-empty");
+  function showCount() {
+    const n = list.children.length;
+    status.textContent = paused
+      ? `Paused; showing the newest ${n} event${n === 1 ? "" : "s"}.`
+      : `Showing the newest ${n} event${n === 1 ? "" : "s"}; new ones appear as they arrive.`;
+  }
   toggle.addEventListener("click", () => {
     paused = !paused;
     toggle.setAttribute("aria-pressed", String(paused));
     toggle.textContent = paused ? "Resume" : "Pause";
-    status.textContent = paused ? "Paused." : "Live: new events appear as they arrive.";
+    showCount();
   });
   async function poll() {
     if (!paused && !document.hidden) {
       try {
-        const response = await fetch(`${list.dataset.feed}?after=${latest}`, {
+        const url = `${list.dataset.feed}?after=${latest}&rejected_after=${rejectedLatest}`;
+        const response = await fetch(url, {
           credentials: "same-origin", headers: { Accept: "application/json" },
         });
         if (response.status === 401) {
@@ -79,6 +116,16 @@ function startLiveFeed(list) {
           }
           while (list.children.length > 200) list.lastElementChild.remove();
           if (rows.length && empty) empty.hidden = true;
+          const rejected = (body.rejections || []).filter((row) => row.seq > rejectedLatest);
+          if (rejectedList) {
+            for (const row of rejected.reverse()) {
+              rejectedList.prepend(rejectionItem(row));
+              rejectedLatest = Math.max(rejectedLatest, row.seq);
+            }
+            while (rejectedList.children.length > 200) rejectedList.lastElementChild.remove();
+            if (rejected.length && rejectedEmpty) rejectedEmpty.hidden = true;
+          }
+          showCount();
         }
       } catch (_) {
         status.textContent = "Cannot reach segue; retrying…";
