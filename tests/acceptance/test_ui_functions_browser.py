@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from tests.support.browser import CHROMIUM, SCREENSHOTS, shot
+from tests.support.browser import browser_page as open_browser_page
 from tests.support.server import ADMIN_TOKEN, SegueProcess
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -26,10 +28,6 @@ expect = playwright_sync.expect
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
-WAIT_MS = 20_000
 
 PYTHON_CODE = """\
 from segue.functions import EventNotSupported
@@ -75,33 +73,12 @@ def server(tmp_path: Path) -> Iterator[SegueProcess]:
 
 @pytest.fixture
 def browser_page() -> Iterator[tuple[Page, list[str]]]:
-    """A fresh Chromium page and the list its console/page errors are collected into."""
-    problems: list[str] = []
-    with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1280, "height": 900})
-            context.set_default_timeout(WAIT_MS)
-            expect.set_options(timeout=WAIT_MS)
-            page = context.new_page()
-            page.on(
-                "console",
-                lambda msg: (
-                    problems.append(f"console.{msg.type}: {msg.text} @ {msg.location}")
-                    if msg.type == "error"
-                    else None
-                ),
-            )
-            page.on("pageerror", lambda exc: problems.append(f"pageerror: {exc}"))
-            page.on("dialog", lambda dialog: dialog.accept())
-            yield page, problems
-        finally:
-            browser.close()
+    with open_browser_page() as opened:
+        yield opened
 
 
 def _shot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    shot(page, name)
 
 
 def _create_function_app(
