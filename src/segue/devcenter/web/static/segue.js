@@ -19,60 +19,43 @@ document.addEventListener("submit", (event) => {
   if (message && !window.confirm(message)) event.preventDefault();
 });
 
-function eventItem(row) {
-  const item = document.createElement("li");
-  item.className = "event new";
-  const details = document.createElement("details");
-  const summary = document.createElement("summary");
-  const time = document.createElement("time");
-  time.dateTime = String(row.received_at_ms);
-  time.textContent = row.time;
-  const type = document.createElement("span");
-  type.className = "badge type";
-  type.textContent = row.type;
-  const name = document.createElement("span");
-  name.className = "ev-name";
-  name.textContent = row.name;
-  const user = document.createElement("span");
-  user.className = "ev-user";
-  const kind = document.createElement("span");
-  kind.className = "muted";
-  kind.textContent = row.user_kind;
-  user.append(kind, " " + row.user);
-  summary.append(time, type, name, user);
-  const pre = document.createElement("pre");
-  pre.className = "json";
-  pre.textContent = row.json;
-  details.append(summary, pre);
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// One row of the live list: a summary line that opens onto the JSON (textContent only).
+function liveItem(className, timeMs, timeText, parts, json) {
+  const item = el("li", className);
+  const details = el("details");
+  const summary = el("summary");
+  const time = el("time", "", timeText);
+  time.dateTime = String(timeMs);
+  summary.append(time, ...parts);
+  details.append(summary, el("pre", "json", json));
   item.append(details);
   return item;
 }
 
+function eventItem(row) {
+  const user = el("span", "ev-user");
+  user.append(el("span", "muted", row.user_kind), " " + row.user);
+  return liveItem("event new", row.received_at_ms, row.time, [
+    el("span", "badge type", row.type),
+    el("span", "ev-name", row.name),
+    user,
+  ], row.json);
+}
+
 function rejectionItem(row) {
-  const item = document.createElement("li");
-  item.className = "event rejection new";
-  const details = document.createElement("details");
-  const summary = document.createElement("summary");
-  const time = document.createElement("time");
-  time.dateTime = String(row.time_ms);
-  time.textContent = row.time;
-  const code = document.createElement("span");
-  code.className = "badge off";
-  code.textContent = row.code;
-  const message = document.createElement("span");
-  message.className = "ev-name";
-  message.textContent = row.message;
-  const where = document.createElement("span");
-  where.className = "ev-user muted";
-  where.textContent = `${row.route} · ${row.status}` +
-    (row.index === null || row.index === undefined ? "" : ` · item ${row.index}`);
-  summary.append(time, code, message, where);
-  const pre = document.createElement("pre");
-  pre.className = "json";
-  pre.textContent = row.preview;
-  details.append(summary, pre);
-  item.append(details);
-  return item;
+  const item = row.index === null || row.index === undefined ? "" : ` · item ${row.index}`;
+  return liveItem("event rejection new", row.time_ms, row.time, [
+    el("span", "badge off", row.code),
+    el("span", "ev-name", row.message),
+    el("span", "ev-user muted", `${row.route} · ${row.status}${item}`),
+  ], row.preview);
 }
 
 function startLiveFeed(list) {
