@@ -32,6 +32,7 @@ class FailureKind(StrEnum):
     CRASHED = "FUNCTION_CRASHED"  # the function's worker died: retried
     REJECTED = "MESSAGE_REJECTED"  # a function rejected the message (discard)
     UNSUPPORTED = "UNSUPPORTED"  # a function has no handler for the type (discard)
+    INTERNAL = "INTERNAL_ERROR"  # segue failed to make the attempt (a defect): retried
 
 
 _RETRYABLE_FAILURES = frozenset(
@@ -43,6 +44,7 @@ _RETRYABLE_FAILURES = frozenset(
         FailureKind.UNREACHABLE,
         FailureKind.RETRY,
         FailureKind.CRASHED,
+        FailureKind.INTERNAL,
     }
 )
 

@@ -39,9 +39,14 @@ class Transport(Protocol):
 
 
 class HTTPTransport:
-    """aiohttp with the egress guard; the session is made lazily inside the loop."""
+    """aiohttp with the egress guard; the session is made lazily inside the loop.
 
-    def __init__(self, policy: EgressPolicy, *, connection_limit: int = 256) -> None:
+    No shared connection limit by default (``connection_limit=0``): a pool-wide cap would
+    let one hanging destination hold every connection. Each destination's concurrency,
+    and the worker's ``max_in_flight``, bound the requests in flight instead.
+    """
+
+    def __init__(self, policy: EgressPolicy, *, connection_limit: int = 0) -> None:
         self.policy = policy
         self._limit = connection_limit
         self._session: aiohttp.ClientSession | None = None
@@ -62,6 +67,8 @@ class HTTPTransport:
             url = self.policy.check_url(request.url, allow_http=allow_http)
         except EgressBlockedError as exc:
             raise TransportError(FailureKind.BLOCKED, str(exc)) from None
+        except (ValueError, UnicodeError) as exc:
+            raise TransportError(FailureKind.INVALID_SETTINGS, f"invalid URL: {exc}") from None
         timeout = aiohttp.ClientTimeout(total=timeout_s)
         try:
             async with self.session().post(
@@ -95,6 +102,10 @@ class HTTPTransport:
         except aiohttp.ClientError as exc:
             raise TransportError(
                 FailureKind.CONNECTION_RESET, f"{type(exc).__name__}: {exc}"
+            ) from None
+        except (ValueError, UnicodeError) as exc:  # a request the client refuses to make
+            raise TransportError(
+                FailureKind.INVALID_SETTINGS, f"the request cannot be sent: {exc}"
             ) from None
 
     async def close(self) -> None:

@@ -14,8 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from yarl import URL
-
+from segue.delivery.endpoint import EndpointError, normalized_endpoint
 from segue.destinations.models import APP, DESTINATION, App, DeliveryOptions, Destination
 from segue.destinations.secrets import SecretBox
 from segue.destinations.settings import (
@@ -55,16 +54,13 @@ def check_name(name: object, what: str) -> str:
 
 
 def check_endpoint(endpoint: object) -> str:
-    if not isinstance(endpoint, str) or not endpoint:
+    """The endpoint as it is stored and sent (IDNA host), or a CatalogError saying why not."""
+    if not isinstance(endpoint, str):
         raise CatalogError("`endpoint` must be an http(s) URL")
     try:
-        url = URL(endpoint)
-        url.port  # noqa: B018 - yarl validates the port lazily
-    except ValueError as exc:
-        raise CatalogError(f"`endpoint` is not a valid URL: {exc}") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise CatalogError(f"`endpoint` must be an http(s) URL, not {endpoint!r}")
-    return endpoint
+        return normalized_endpoint(endpoint)
+    except EndpointError as exc:
+        raise CatalogError(f"`endpoint`: {exc}") from None
 
 
 def _function_source(function: object, code: object, runtime: object) -> tuple[str, str]:
@@ -207,7 +203,7 @@ class Catalog:
             merged.get("code"),
         )
         if endpoint is not None:
-            check_endpoint(endpoint)
+            endpoint = check_endpoint(endpoint)
         if (function or code) and endpoint:
             raise CatalogError("an app has an `endpoint` or a `function`, not both")
         if not (endpoint or function or code):
@@ -259,6 +255,8 @@ class Catalog:
         app_name = body.get("app", current.app if current else None)
         endpoint = body.get("endpoint", current.endpoint if current else None)
         app = self._check_app_or_endpoint(app_name, endpoint)
+        if endpoint is not None:
+            endpoint = check_endpoint(endpoint)
         sources = await self._check_sources(body.get("sources", current.sources if current else []))
         fields = app.settings if app else parse_fields([])
         values = self._merge_settings(body.get("settings"), current, fields, strict=app is not None)
