@@ -6,10 +6,12 @@ without the queue, so what the Developer Center shows is what workers do.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Protocol
 
 import orjson
 
+from segue.delivery.endpoint import EndpointError, normalized_endpoint
 from segue.delivery.function_attempt import FunctionAttemptRecord, outcome_of_call
 from segue.delivery.policy import AttemptOutcome, FailureKind
 from segue.delivery.transport import Transport
@@ -17,6 +19,8 @@ from segue.delivery.webhook import AttemptRecord, WebhookRequest, build_request,
 from segue.destinations.catalog import Catalog
 from segue.destinations.models import App, Destination
 from segue.functions.result import CallError, CallResult
+
+log = logging.getLogger("segue.delivery")
 
 
 def replay_payload(payload: bytes, destination: Destination) -> bytes:
@@ -66,8 +70,28 @@ class Deliverer:
         settings: dict[str, Any] | None = None,
         replay: bool = False,
     ) -> AnyAttemptRecord:
-        """Never raises: a destination that cannot be called is an outcome too."""
+        """Never raises: a destination that cannot be called is an outcome too.
+
+        A defect of segue's own (an exception no check foresaw) is logged and becomes
+        a retried ``INTERNAL_ERROR``, so that the delivery is settled, not stuck.
+        """
         payload = event if isinstance(event, bytes) else orjson.dumps(event)
+        try:
+            return await self._attempt(destination, payload, settings, replay)
+        except Exception as exc:
+            log.exception("an attempt to %s failed inside segue", destination.name)
+            message = f"segue could not make the attempt ({type(exc).__name__}: {exc})"
+            outcome = AttemptOutcome(failure=FailureKind.INTERNAL, message=message)
+            request = WebhookRequest(url="", headers=(), body=payload)
+            return AttemptRecord(request, None, outcome, 0.0, error=message)
+
+    async def _attempt(
+        self,
+        destination: Destination,
+        payload: bytes,
+        settings: dict[str, Any] | None,
+        replay: bool,
+    ) -> AnyAttemptRecord:
         if replay:
             payload = replay_payload(payload, destination)
         values = destination.settings if settings is None else settings
@@ -75,11 +99,13 @@ class Deliverer:
         if app is not None and app.is_function:
             return await self._call_function(app, destination, orjson.loads(payload), values)
         endpoint = self.catalog.endpoint_of(destination)
-        if not endpoint:
-            request = WebhookRequest(url="", headers=(), body=payload)
-            outcome = AttemptOutcome(
-                failure=FailureKind.INVALID_SETTINGS, message="the destination has no endpoint"
-            )
+        try:
+            if not endpoint:
+                raise EndpointError("the destination has no endpoint")
+            endpoint = normalized_endpoint(endpoint)
+        except EndpointError as exc:
+            request = WebhookRequest(url=endpoint or "", headers=(), body=payload)
+            outcome = AttemptOutcome(failure=FailureKind.INVALID_SETTINGS, message=str(exc))
             return AttemptRecord(request, None, outcome, 0.0, error=outcome.message)
         request = build_request(
             endpoint, payload, values, snake_case=destination.options.snake_case

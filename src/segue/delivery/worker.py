@@ -1,7 +1,13 @@
-"""The delivery worker: claim due deliveries, run them concurrently, settle in batches.
+"""The delivery worker: claim due deliveries fairly, run them concurrently, settle in batches.
 
 The queue lives in the store, so a crash loses nothing: a delivery leased to a
 worker that died is claimed again once its lease runs out (at-least-once).
+
+A destination's trouble stays its own. Claims read the queue destination by destination
+(``store.claims``): a destination holds at most ``PREFETCH`` times its concurrency in
+leases, so a hanging endpoint, a trickling one or a million-event backlog fills only its
+own share while every other destination with due work is claimed beside it. Every
+claimed delivery ends in a settlement, whatever its destination kind raises.
 """
 
 from __future__ import annotations
@@ -11,20 +17,24 @@ import contextlib
 import logging
 import random
 import uuid
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import orjson
 
 from segue.delivery.attempt import AnyAttemptRecord, Deliverer, replay_payload
-from segue.delivery.policy import RetryDecision
+from segue.delivery.policy import AttemptOutcome, FailureKind, RetryDecision
 from segue.destinations.catalog import Catalog
-from segue.destinations.models import Destination
+from segue.destinations.models import DeliveryOptions, Destination
 from segue.metrics import Metrics
-from segue.store import ClaimedDelivery, DeliveryState, Settlement, Store
+from segue.store import ClaimedDelivery, ClaimQuotas, DeliveryState, Settlement, Store
 from segue.timeutil import now_ms
 
 log = logging.getLogger("segue.delivery")
+# A destination may hold this many times its concurrency in leases: the requests it
+# has in flight, and the next ones, claimed while those run.
+PREFETCH = 2
 
 
 class DeliveryWorker:
@@ -59,7 +69,9 @@ class DeliveryWorker:
         self._settle_ready = asyncio.Event()
         self._pending: list[Settlement] = []
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._leased: set[int] = set()  # delivery ids claimed and not yet settled
+        self._leased: dict[int, str] = {}  # claimed, not yet settled: id -> destination id
+        self._leases_of: Counter[str] = Counter()  # leases held per destination id
+        self._last_served = ""  # the claim rotation: who came last
         self._semaphores: dict[str, tuple[int, asyncio.Semaphore]] = {}
         self._stopping = False
 
@@ -101,26 +113,56 @@ class DeliveryWorker:
         self._room.set()
 
     async def run_once(self) -> int:
-        """Claim what is due now, deliver it, settle it; for tests with a fake clock."""
-        claimed = await self._claim(self.batch_size)
-        self._start(claimed)
-        if self._in_flight:
-            await asyncio.gather(*self._in_flight)
-        await self._flush()
-        return len(claimed)
+        """Deliver and settle what is due now, in as many fair claims as it takes.
+
+        For tests with a fake clock: a delivery is attempted at most once per call
+        (one retried right away waits for the next call).
+        """
+        seen: set[int] = set()
+        while True:
+            claimed = await self._claim(self.batch_size)
+            fresh = [d for d in claimed if d.id not in seen]
+            seen.update(d.id for d in claimed)
+            self._start(fresh)
+            if self._in_flight:
+                await asyncio.gather(*self._in_flight)
+            await self._flush()
+            if len(fresh) < len(claimed):  # handed back for now: the next call tries again
+                for delivery in claimed:
+                    if delivery not in fresh:
+                        self._leased.pop(delivery.id, None)
+                        self._leases_of[delivery.destination_id] -= 1
+                await self.store.release_leases(self.name, self.clock())
+            if not fresh:
+                return len(seen)
 
     async def _claim(self, limit: int) -> list[ClaimedDelivery]:
         try:
-            return await self.store.claim_deliveries(self.name, limit, self.clock(), self.lease_ms)
+            claimed = await self.store.claim_deliveries(
+                self.name, limit, self.clock(), self.lease_ms, self.quotas()
+            )
         except Exception:
             log.exception("claiming deliveries failed; trying again shortly")
             await asyncio.sleep(self.idle_poll_s)
             return []
+        if claimed:
+            self._last_served = max(d.destination_id for d in claimed)
+        return claimed
+
+    def quotas(self) -> ClaimQuotas:
+        """What each destination may still lease: its share, less the leases it holds."""
+        room = {
+            d.id: PREFETCH * d.options.concurrency - self._leases_of[d.id]
+            for d in self.catalog.destinations()
+        }
+        # a destination unknown here (removed, or not yet seen) is settled without a call
+        return ClaimQuotas(room, default=self.batch_size, start_after=self._last_served)
 
     def _start(self, claimed: list[ClaimedDelivery]) -> None:
         by_destination: dict[str, list[ClaimedDelivery]] = {}
         for delivery in claimed:
-            self._leased.add(delivery.id)
+            self._leased[delivery.id] = delivery.destination_id
+            self._leases_of[delivery.destination_id] += 1
             by_destination.setdefault(delivery.destination_id, []).append(delivery)
         for deliveries in by_destination.values():
             self._spawn(self._deliver_group(deliveries))
@@ -133,25 +175,57 @@ class DeliveryWorker:
     async def _deliver_group(self, deliveries: list[ClaimedDelivery]) -> None:
         """A function with ``on_batch`` gets the group in one call; the rest one by one."""
         destination = self.catalog.destination_by_id(deliveries[0].destination_id)
-        app = None
-        if destination is not None and destination.enabled and len(deliveries) > 1:
-            app = await self.deliverer.batch_function(destination)
-        if destination is None or app is None:
-            await asyncio.gather(*(self._deliver(d) for d in deliveries))
-            return
-        async with self._semaphore(destination):
-            records = await self.deliverer.attempt_batch(
-                app,
-                destination,
-                [
-                    orjson.loads(replay_payload(d.payload, destination) if d.replay else d.payload)
-                    for d in deliveries
-                ],
+        try:
+            app = None
+            if destination is not None and destination.enabled and len(deliveries) > 1:
+                app = await self.deliverer.batch_function(destination)
+            if destination is None or app is None:
+                await asyncio.gather(*(self._deliver(d) for d in deliveries))
+                return
+            async with self._semaphore(destination):
+                records = await self.deliverer.attempt_batch(
+                    app,
+                    destination,
+                    [
+                        orjson.loads(
+                            replay_payload(d.payload, destination) if d.replay else d.payload
+                        )
+                        for d in deliveries
+                    ],
+                )
+            for delivery, record in zip(deliveries, records, strict=True):
+                self._queue_settlement(
+                    self._settlement(
+                        delivery, destination, record, self._decide(delivery, destination, record)
+                    )
+                )
+        except Exception as exc:  # a defect: settle what is left, never keep a lease
+            self._settle_failed([d for d in deliveries if d.id in self._leased], exc)
+
+    def _settle_failed(self, deliveries: list[ClaimedDelivery], exc: Exception) -> None:
+        """Deliveries whose attempt raised inside segue: retried (``INTERNAL_ERROR``)."""
+        log.error("delivering %d deliveries failed inside segue", len(deliveries), exc_info=exc)
+        message = f"segue could not make the attempt ({type(exc).__name__}: {exc})"
+        outcome = AttemptOutcome(failure=FailureKind.INTERNAL, message=message)
+        for delivery in deliveries:
+            destination = self.catalog.destination_by_id(delivery.destination_id)
+            policy = (destination.options if destination else DeliveryOptions()).retry
+            decision = policy.decide(
+                outcome,
+                attempts=delivery.attempts,
+                created_at_ms=delivery.window_start_ms or delivery.created_at_ms,
+                now_ms=self.clock(),
+                rng=self.rng,
             )
-        for delivery, record in zip(deliveries, records, strict=True):
             self._queue_settlement(
-                self._settlement(
-                    delivery, destination, record, self._decide(delivery, destination, record)
+                Settlement(
+                    delivery.id,
+                    decision.state,
+                    next_attempt_at_ms=decision.next_attempt_at_ms,
+                    error=message,
+                    reason=decision.reason,
+                    attempt_number=delivery.attempts,
+                    attempt={"error": message, "reason": outcome.reason, "message": message},
                 )
             )
 
@@ -176,13 +250,17 @@ class DeliveryWorker:
                 )
             )
             return
-        semaphore = self._semaphore(destination)
-        async with semaphore:
-            record = await self.deliverer.attempt(
-                destination, delivery.payload, replay=delivery.replay
-            )
-        decision = self._decide(delivery, destination, record)
-        self._queue_settlement(self._settlement(delivery, destination, record, decision))
+        try:
+            async with self._semaphore(destination):
+                record = await self.deliverer.attempt(
+                    destination, delivery.payload, replay=delivery.replay
+                )
+            decision = self._decide(delivery, destination, record)
+            settlement = self._settlement(delivery, destination, record, decision)
+        except Exception as exc:
+            self._settle_failed([delivery], exc)
+            return
+        self._queue_settlement(settlement)
 
     def _decide(
         self, delivery: ClaimedDelivery, destination: Destination, record: AnyAttemptRecord
@@ -225,8 +303,13 @@ class DeliveryWorker:
 
     # -- settling ------------------------------------------------------------
     def _queue_settlement(self, settlement: Settlement) -> None:
-        self._leased.discard(settlement.delivery_id)
+        destination_id = self._leased.pop(settlement.delivery_id, None)
+        if destination_id is not None:
+            self._leases_of[destination_id] -= 1
+            if self._leases_of[destination_id] <= 0:
+                del self._leases_of[destination_id]
         self._room.set()
+        self._wakeup.set()  # a destination at its quota may claim again
         self._pending.append(settlement)
         self._settle_ready.set()
 

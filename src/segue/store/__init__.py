@@ -1,5 +1,6 @@
 """Durable state behind the ``Store`` protocol: SQLite (embedded) and PostgreSQL."""
 
+from segue.store.claims import ClaimQuotas
 from segue.store.protocol import SourceExistsError, Store
 from segue.store.records import (
     FINAL_STATES,
@@ -21,6 +22,7 @@ from segue.store.records import (
 __all__ = [
     "FINAL_STATES",
     "Attempt",
+    "ClaimQuotas",
     "ClaimedDelivery",
     "Delivery",
     "DeliveryQuery",

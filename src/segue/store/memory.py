@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from segue.store.claims import ClaimQuotas, allot
 from segue.store.protocol import SourceExistsError
 from segue.store.records import (
     FINAL_STATES,
@@ -174,20 +175,25 @@ class InMemoryStore:
         return len(old)
 
     async def claim_deliveries(
-        self, worker: str, limit: int, now_ms: int, lease_ms: int
+        self,
+        worker: str,
+        limit: int,
+        now_ms: int,
+        lease_ms: int,
+        quotas: ClaimQuotas | None = None,
     ) -> list[ClaimedDelivery]:
-        due = sorted(
-            (
-                d
-                for d in self.deliveries.values()
-                if (d.next_attempt_at_ms or 0) <= now_ms
-                and (
-                    d.state in _DUE_STATES
-                    or (d.state is DeliveryState.EXECUTING and self._leases.get(d.id, 0) <= now_ms)
-                )
-            ),
-            key=lambda d: d.next_attempt_at_ms or 0,
-        )[:limit]
+        queues: dict[str, list[Delivery]] = {}
+        for d in self.deliveries.values():
+            if (d.next_attempt_at_ms or 0) <= now_ms and (
+                d.state in _DUE_STATES
+                or (d.state is DeliveryState.EXECUTING and self._leases.get(d.id, 0) <= now_ms)
+            ):
+                queues.setdefault(d.destination_id, []).append(d)
+        due: list[Delivery] = []
+        for destination_id, count in allot(queues, limit, quotas):
+            oldest = sorted(queues[destination_id], key=lambda d: d.next_attempt_at_ms or 0)
+            due += oldest[:count]
+        due.sort(key=lambda d: d.id)
         claimed = []
         for delivery in due:
             leased = dataclasses.replace(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from segue.store.claims import ClaimQuotas
 from segue.store.records import (
     Attempt,
     ClaimedDelivery,
@@ -86,9 +87,18 @@ class Store(Protocol):
 
     # -- delivery queue ----------------------------------------------------
     async def claim_deliveries(
-        self, worker: str, limit: int, now_ms: int, lease_ms: int
+        self,
+        worker: str,
+        limit: int,
+        now_ms: int,
+        lease_ms: int,
+        quotas: ClaimQuotas | None = None,
     ) -> list[ClaimedDelivery]:
-        """Lease due deliveries (or ones whose lease ran out) to ``worker``."""
+        """Lease due deliveries (or ones whose lease ran out) to ``worker``.
+
+        At most ``limit`` in all, shared among the destinations with due work as
+        ``claims.allot`` says (each within its quota); oldest first within one.
+        """
 
     async def extend_leases(self, worker: str, ids: Sequence[int], until_ms: int) -> int:
         """Keep deliveries still in flight leased to ``worker`` (a slow endpoint)."""

@@ -43,14 +43,35 @@ WHERE (source_id, message_id) > (?, ?) ORDER BY source_id, message_id LIMIT ?;
 -- name: forget_message
 DELETE FROM dedup WHERE source_id = ? AND message_id = ?;
 
+-- name: destinations_with_due_work
+-- The destinations that have due work, found by a skip scan over deliveries_queue (one
+-- index probe per destination with unfinished work, whatever its backlog). The state
+-- tests repeat the partial index's condition word for word, so that SQLite uses it.
+WITH RECURSIVE queued(destination_id) AS (
+    SELECT min(destination_id) FROM deliveries
+    WHERE state IN ('pending', 'awaiting_retry', 'executing')
+    UNION ALL
+    SELECT (SELECT min(destination_id) FROM deliveries
+            WHERE state IN ('pending', 'awaiting_retry', 'executing')
+              AND destination_id > queued.destination_id)
+    FROM queued WHERE queued.destination_id IS NOT NULL
+)
+SELECT destination_id FROM queued
+WHERE destination_id IS NOT NULL AND EXISTS (
+    SELECT 1 FROM deliveries
+    WHERE state IN ('pending', 'awaiting_retry', 'executing')
+      AND destination_id = queued.destination_id AND next_attempt_at_ms <= ?
+);
+
 -- name: lease_due_deliveries
--- One statement leases the due deliveries. The state test repeats the partial index's
--- condition word for word, so that SQLite walks deliveries_due instead of the table.
+-- Leases one destination's due deliveries, oldest first. A leased delivery's
+-- next_attempt_at_ms is its lease's end, so a lease that ran out is due again.
 UPDATE deliveries SET state = 'executing', lease_owner = ?, lease_until_ms = ?,
     next_attempt_at_ms = ?, updated_at_ms = ?
 WHERE id IN (
     SELECT id FROM deliveries
     WHERE state IN ('pending', 'awaiting_retry', 'executing')
+      AND destination_id = ?
       AND next_attempt_at_ms <= ?
       AND (state != 'executing' OR lease_until_ms <= ?)
     ORDER BY next_attempt_at_ms
@@ -150,8 +171,3 @@ WHERE state = 'executing' AND lease_owner = ?;
 -- name: extend_leases
 UPDATE deliveries SET lease_until_ms = ?, next_attempt_at_ms = ?
 WHERE lease_owner = ? AND state = 'executing' AND id IN (SELECT value FROM json_each(?));
-
--- name: any_due_delivery
-SELECT 1 FROM deliveries
-WHERE next_attempt_at_ms <= ? AND state IN ('pending', 'awaiting_retry', 'executing')
-LIMIT 1;

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from segue.store.claims import ClaimQuotas, allot
 from segue.store.protocol import SourceExistsError
 from segue.store.queries import load_queries
 from segue.store.records import (
@@ -231,13 +232,21 @@ class SQLiteStore:
 
     # -- delivery queue ----------------------------------------------------
     async def claim_deliveries(
-        self, worker: str, limit: int, now_ms: int, lease_ms: int
+        self,
+        worker: str,
+        limit: int,
+        now_ms: int,
+        lease_ms: int,
+        quotas: ClaimQuotas | None = None,
     ) -> list[ClaimedDelivery]:
         # look first on a reader: an idle queue costs no write transaction (no fsync)
-        due = await self._read(lambda c: c.execute(Q["any_due_delivery"], (now_ms,)).fetchone())
-        if due is None:
+        due = await self._read(
+            lambda c: [r[0] for r in c.execute(Q["destinations_with_due_work"], (now_ms,))]
+        )
+        plan = allot(due, limit, quotas)
+        if not plan:
             return []
-        return await self._write(lambda c: _claim(c, worker, limit, now_ms, lease_ms))
+        return await self._write(lambda c: _claim(c, worker, plan, now_ms, lease_ms))
 
     async def extend_leases(self, worker: str, ids: Sequence[int], until_ms: int) -> int:
         encoded = json.dumps(list(ids))
@@ -472,12 +481,14 @@ def _event_query(query: EventQuery) -> tuple[str, list[Any]]:
 
 
 def _claim(
-    conn: sqlite3.Connection, worker: str, limit: int, now: int, lease_ms: int
+    conn: sqlite3.Connection, worker: str, plan: list[tuple[str, int]], now: int, lease_ms: int
 ) -> list[ClaimedDelivery]:
     until = now + lease_ms
-    rows = conn.execute(
-        Q["lease_due_deliveries"], (worker, until, until, now, now, now, limit)
-    ).fetchall()
+    rows = []
+    for destination_id, count in plan:
+        rows += conn.execute(
+            Q["lease_due_deliveries"], (worker, until, until, now, destination_id, now, now, count)
+        ).fetchall()
     if not rows:
         return []
     event_ids = json.dumps(sorted({row[1] for row in rows}))
