@@ -51,19 +51,20 @@ def allot(
         return []
     given = dict.fromkeys(active, 0)
     remaining = limit
-    # Smallest quotas first: each takes min(its quota, an equal share of what is left).
-    by_need = sorted(active, key=lambda d: (wanted[d] is None, wanted[d] or 0))
-    for index, destination in enumerate(by_need):
-        share = remaining // (len(by_need) - index)
-        quota = wanted[destination]
-        take = share if quota is None else min(quota, share)
-        given[destination] = take
-        remaining -= take
-    for destination in active:  # the remainder of an uneven split, in rotation order
-        if remaining <= 0:
-            break
-        quota = wanted[destination]
-        if quota is None or given[destination] < quota:
-            given[destination] += 1
-            remaining -= 1
+    # Water-filling: the smallest quotas are met in full while they fit an equal share;
+    # the others split what is left equally, the remainder going first in rotation order.
+    open_ = sorted(active, key=lambda d: (wanted[d] is None, wanted[d] or 0))
+    while open_:
+        share = remaining // len(open_)
+        quota = wanted[open_[0]]
+        if quota is not None and quota <= share:
+            given[open_[0]] = quota
+            remaining -= quota
+            open_.pop(0)
+            continue
+        extra = remaining - share * len(open_)
+        for destination in (d for d in active if d in open_):  # rotation order
+            given[destination] = share + (1 if extra > 0 else 0)
+            extra -= 1
+        break
     return [(d, given[d]) for d in active if given[d] > 0]
