@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from segue.delivery.policy import AttemptOutcome, FailureKind
+from segue.destinations.redaction import Redactor
 from segue.destinations.settings import masked
 from segue.functions.result import CallError, CallResult
 
@@ -54,7 +55,12 @@ class FunctionAttemptRecord:
     def error(self) -> str | None:
         return None if self.result.ok else self.outcome.message
 
-    def as_json(self, sensitive_keys: frozenset[str] = frozenset()) -> dict[str, Any]:
+    def as_json(
+        self, sensitive_keys: frozenset[str] = frozenset(), redactor: Redactor | None = None
+    ) -> dict[str, Any]:
+        """For the API and the store: the settings masked, and their sensitive values too
+        wherever the function printed, returned or threw them."""
+        redact = redactor or Redactor.for_settings(self.settings, sensitive_keys)
         return {
             "kind": "function",
             "request": {
@@ -63,12 +69,12 @@ class FunctionAttemptRecord:
                 "settings": masked(self.settings, sensitive_keys),
             },
             "response": None,
-            "callback_return": self.result.value,
-            "logs": self.result.logs,
-            "batch_results": self.result.batch_results,
+            "callback_return": redact.value(self.result.value),
+            "logs": redact.text(self.result.logs),
+            "batch_results": redact.value(self.result.batch_results),
             "status": None,
             "reason": self.outcome.reason,
-            "message": self.outcome.message,
-            "error": self.error,
+            "message": redact.value(self.outcome.message),
+            "error": redact.value(self.error),
             "duration_ms": round(self.result.duration_ms, 2),
         }

@@ -97,7 +97,9 @@ class SendTestEvent:
 
     async def send(self, destination: Destination, event: dict[str, Any]) -> dict[str, Any]:
         record = await self.deliverer.attempt(destination, event)
-        result = record.as_json(self.catalog.sensitive_keys(destination))
+        result = record.as_json(
+            self.catalog.sensitive_keys(destination), self.catalog.redactor(destination)
+        )
         result["outcome"] = outcome_of(record, destination.options.retry)
         result["event"] = event
         return result

@@ -18,6 +18,7 @@ import orjson
 
 from segue.delivery.policy import AttemptOutcome, FailureKind, parse_retry_after
 from segue.delivery.transport import Transport, TransportError
+from segue.destinations.redaction import Redactor
 from segue.spec.casing import snake_case_keys
 
 USER_AGENT = "Segment.io/1.0"
@@ -49,26 +50,30 @@ class AttemptRecord:
     duration_ms: float
     error: str | None = None
 
-    def as_json(self, sensitive_keys: frozenset[str] = frozenset()) -> dict[str, Any]:
-        """For the API and the store: secrets masked, bodies capped."""
+    def as_json(
+        self, sensitive_keys: frozenset[str] = frozenset(), redactor: Redactor | None = None
+    ) -> dict[str, Any]:
+        """For the API and the store: secrets masked (also where an endpoint echoed them),
+        bodies capped."""
+        redact = redactor or Redactor()
         return {
             "request": {
                 "method": "POST",
                 "url": self.request.url,
-                "headers": masked_headers(self.request.headers, sensitive_keys),
+                "headers": redact.value(masked_headers(self.request.headers, sensitive_keys)),
                 "body": _text(self.request.body),
             },
             "response": None
             if self.response is None
             else {
                 "status": self.response.status,
-                "headers": dict(self.response.headers),
-                "body": _text(self.response.body),
+                "headers": redact.value(dict(self.response.headers)),
+                "body": redact.text(_text(self.response.body)),
             },
             "status": self.outcome.status,
             "reason": self.outcome.reason,
-            "message": self.outcome.message,
-            "error": self.error,
+            "message": redact.value(self.outcome.message),
+            "error": redact.value(self.error),
             "duration_ms": round(self.duration_ms, 2),
         }
 

@@ -283,14 +283,16 @@ class DeliveryWorker:
         if self.metrics is not None:
             self.metrics.deliveries.labels(destination.name, decision.state.value).inc()
             self.metrics.attempt_seconds.observe(record.duration_ms / 1000)
+        redactor = self.catalog.redactor(destination)
+        error = record.outcome.message or record.error
         return Settlement(
             delivery.id,
             decision.state,
             next_attempt_at_ms=decision.next_attempt_at_ms,
-            error=record.outcome.message or record.error,
+            error=None if error is None else redactor.text(error),
             reason=decision.reason,
             attempt_number=delivery.attempts,
-            attempt=record.as_json(self.catalog.sensitive_keys(destination)),
+            attempt=record.as_json(self.catalog.sensitive_keys(destination), redactor),
         )
 
     def _semaphore(self, destination: Destination) -> asyncio.Semaphore:

@@ -16,6 +16,7 @@ from typing import Any
 
 from segue.delivery.endpoint import EndpointError, normalized_endpoint
 from segue.destinations.models import APP, DESTINATION, App, DeliveryOptions, Destination
+from segue.destinations.redaction import Redactor
 from segue.destinations.secrets import SecretBox
 from segue.destinations.settings import (
     MASK,
@@ -151,6 +152,10 @@ class Catalog:
             return destination.endpoint
         app = self._apps.get(destination.app) if destination.app else None
         return app.endpoint if app else None
+
+    def redactor(self, destination: Destination) -> Redactor:
+        """Masks the destination's sensitive values in whatever a call printed or returned."""
+        return Redactor.for_settings(destination.settings, self.sensitive_keys(destination))
 
     def sensitive_keys(self, destination: Destination) -> frozenset[str]:
         """Keys whose values must never be shown (masked by key, whatever their type)."""
