@@ -23,6 +23,7 @@ from segue.functions.result import CallError, CallResult
 
 LOCAL = EgressPolicy.from_config(["127.0.0.0/8"], allow_http=True)
 GUARDED = EgressPolicy.from_config([], allow_http=True)  # the default guard (http allowed)
+SCOPE = "dest_1"
 
 
 def code(source: str) -> str:
@@ -57,7 +58,9 @@ async def call(
 ) -> CallResult:
     settings = {"url": event.pop("url", ""), "apiKey": "k1"}
     payload = {"type": handler, "event": "Order Completed", **event}
-    return await functions.call("python", code(source), "v1", "fn.py", handler, payload, settings)
+    return await functions.call(
+        "python", code(source), "v1", "fn.py", handler, payload, settings, scope=SCOPE
+    )
 
 
 FETCHER = """
@@ -240,11 +243,11 @@ async def test_secrets_in_segues_environment_are_not_visible(
 
 async def test_handlers_and_broken_code(pool: FunctionPool) -> None:
     source = "def on_track(e, s): pass\nasync def on_batch(e, s): pass\n"
-    assert await pool.handlers("python", source, "h1", "fn.py") == {"track", "batch"}
+    assert await pool.handlers("python", source, "h1", "fn.py", scope=SCOPE) == {"track", "batch"}
     with pytest.raises(FunctionCodeError, match="SyntaxError"):
-        await pool.handlers("python", "def on_track(:\n", "h2", "fn.py")
+        await pool.handlers("python", "def on_track(:\n", "h2", "fn.py", scope=SCOPE)
     with pytest.raises(FunctionCodeError, match=r"ran longer than 0\.5 s"):
-        await pool.handlers("python", "while True:\n    pass\n", "h3", "fn.py")
+        await pool.handlers("python", "while True:\n    pass\n", "h3", "fn.py", scope=SCOPE)
     broken = await call(pool, "def on_track(e, s)\n")
     assert broken.error == CallError.ERROR
     assert (broken.message or "").startswith("SyntaxError")
@@ -254,8 +257,8 @@ async def test_sources_are_sent_once_per_worker_and_version(pool: FunctionPool) 
     v1 = "def on_track(e, s):\n    return 1\n"
     v2 = "def on_track(e, s):\n    return 2\n"
     for _ in range(3):
-        one = await pool.call("python", v1, "v1", "fn.py", "track", {}, {})
-        two = await pool.call("python", v2, "v2", "fn.py", "track", {}, {})
+        one = await pool.call("python", v1, "v1", "fn.py", "track", {}, {}, scope=SCOPE)
+        two = await pool.call("python", v2, "v2", "fn.py", "track", {}, {}, scope=SCOPE)
         assert (one.value, two.value) == (1, 2)
 
 
@@ -265,7 +268,9 @@ async def test_on_batch_runs_in_a_worker(pool: FunctionPool) -> None:
             return [{"status": 200 if e.get("ok") else 500, "errormessage": "down"} for e in events]
     """
     events = [{"type": "track", "ok": True}, {"type": "track"}]
-    result = await pool.call("python", code(source), "b1", "fn.py", "batch", events, {})
+    result = await pool.call(
+        "python", code(source), "b1", "fn.py", "batch", events, {}, scope=SCOPE
+    )
     assert result.ok
     assert result.batch_results == [
         {"index": 0, "ok": True, "error": None, "message": None},
@@ -278,13 +283,13 @@ async def test_a_closed_pool_refuses_calls() -> None:
     await functions.start()
     await functions.close()
     with pytest.raises(RuntimeError, match="closed"):
-        await functions.call("python", "", "v", "fn.py", "track", {}, {})
+        await functions.call("python", "", "v", "fn.py", "track", {}, {}, scope=SCOPE)
 
 
 async def test_an_oversized_call_is_refused_without_losing_the_worker(pool: FunctionPool) -> None:
     source = "def on_track(e, s):\n    return 'small'\n"
     huge = {"type": "track", "blob": "x" * (17 * 1024 * 1024)}
-    result = await pool.call("python", source, "big", "fn.py", "track", huge, {})
+    result = await pool.call("python", source, "big", "fn.py", "track", huge, {}, scope=SCOPE)
     assert (result.error, result.message) == (
         CallError.ERROR,
         "the event and code are over the 16 MiB a function call may carry",
@@ -305,11 +310,16 @@ async def test_javascript_functions_run_in_their_own_workers(pool: FunctionPool)
     pytest.importorskip("py_mini_racer", reason="mini-racer is not installed")
     source = code(JS)
     event = {"type": "track", "event": "Signed Up", "n": 21}
-    result = await pool.call("javascript", source, "js1", "fn.js", "track", event, {})
+    result = await pool.call("javascript", source, "js1", "fn.js", "track", event, {}, scope=SCOPE)
     assert result.ok, result
     assert result.value == {"doubled": 42}
     assert "tracking Signed Up" in result.logs
-    assert await pool.handlers("javascript", source, "js1", "fn.js") == {"track", "identify"}
-    spin = await pool.call("javascript", source, "js1", "fn.js", "identify", {}, {})
+    assert await pool.handlers("javascript", source, "js1", "fn.js", scope=SCOPE) == {
+        "track",
+        "identify",
+    }
+    spin = await pool.call("javascript", source, "js1", "fn.js", "identify", {}, {}, scope=SCOPE)
     assert (spin.error, spin.message) == (CallError.TIMEOUT, "the function ran longer than 0.5 s")
-    assert (await pool.call("javascript", source, "js1", "fn.js", "track", event, {})).ok
+    assert (
+        await pool.call("javascript", source, "js1", "fn.js", "track", event, {}, scope=SCOPE)
+    ).ok

@@ -31,7 +31,11 @@ def replay_payload(payload: bytes, destination: Destination) -> bytes:
 
 
 class FunctionCaller(Protocol):
-    """What the Deliverer needs of the function sandbox (segue.functions.pool)."""
+    """What the Deliverer needs of the function sandbox (segue.functions.pool).
+
+    ``scope`` says whose call it is: workers never serve two scopes, so one
+    destination's function never sees (or changes) another's events and settings.
+    """
 
     async def call(
         self,
@@ -43,10 +47,12 @@ class FunctionCaller(Protocol):
         payload: Any,
         settings: dict[str, Any],
         timeout_s: float | None = None,
+        *,
+        scope: str,
     ) -> CallResult: ...
 
     async def handlers(
-        self, runtime: str, source: str, version: str, filename: str
+        self, runtime: str, source: str, version: str, filename: str, *, scope: str
     ) -> set[str]: ...
 
 
@@ -139,6 +145,7 @@ class Deliverer:
                 event,
                 settings,
                 timeout_s=destination.options.timeout_s,
+                scope=destination.id,
             )
         return FunctionAttemptRecord(handler, event, settings, result, outcome_of_call(result))
 
@@ -147,15 +154,20 @@ class Deliverer:
         app = self.catalog.app(destination.app) if destination.app else None
         if app is None or not app.is_function or self.functions is None:
             return None
-        has_batch = self._batching.get(app.version)
+        key = f"{destination.id} {app.version}"  # asked in the destination's own scope
+        has_batch = self._batching.get(key)
         if has_batch is None:
             try:
                 found = await self.functions.handlers(
-                    app.runtime or "python", app.code or "", app.version, _filename(app)
+                    app.runtime or "python",
+                    app.code or "",
+                    app.version,
+                    _filename(app),
+                    scope=destination.id,
                 )
             except Exception:  # code that does not load: per-event calls report it
                 found = set()
-            has_batch = self._batching[app.version] = "batch" in found
+            has_batch = self._batching[key] = "batch" in found
         return app if has_batch else None
 
     async def attempt_batch(
@@ -172,6 +184,7 @@ class Deliverer:
             events,
             destination.settings,
             timeout_s=destination.options.timeout_s,
+            scope=destination.id,
         )
         per_event = {item.get("index"): item for item in result.batch_results or ()}
         records = []

@@ -37,6 +37,7 @@ from segue.spec.samples import SAMPLE_TYPES, sample
 
 LOCAL_NETWORKS = ("127.0.0.0/8", "::1/128")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+CLI_SCOPE = "cli"  # the pool's scope of the one call (a pool of its own anyway)
 
 _OUTCOME_TEXT = {
     "succeeded": "[bold green]Succeeded[/]",
@@ -148,6 +149,7 @@ async def call_once(
             event,
             settings,
             timeout_s=timeout_s,
+            scope=CLI_SCOPE,
         )
     finally:
         await pool.close()
