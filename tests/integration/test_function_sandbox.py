@@ -1,8 +1,9 @@
 """What bubblewrap adds around a function: no data dir, no writes, no network, no host processes.
 
 The tests that need a working bubblewrap skip, saying so, where it cannot run (CI has it).
-The data dir used here lives outside /tmp on purpose: the sandbox's private /tmp would
-hide anything under /tmp anyway, which would make the data-dir tests pass vacuously.
+The data dir used here lives inside the Python prefix on purpose: the sandbox shows
+that directory (the worker needs it), so only hiding can keep the data dir out — one
+anywhere else would not be shown at all, and the tests would pass vacuously.
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ needs_bwrap = pytest.mark.skipif(
 
 @pytest.fixture
 def data_dir() -> Iterator[Path]:
-    """A fake segue data dir outside /tmp, with a database and a secret key."""
-    base = Path("/var/tmp") if Path("/var/tmp").is_dir() else Path.home()
-    path = Path(tempfile.mkdtemp(prefix="segue-fn-data-", dir=base))
+    """A fake segue data dir inside a path the sandbox shows, with a database and a key."""
+    path = Path(tempfile.mkdtemp(prefix="segue-fn-data-", dir=sys.prefix))
+    path.chmod(0o755)  # readable by a worker's own uid: only hiding keeps it out
     (path / "segue.db").write_bytes(b"SQLite format 3\x00 secret-row")
     (path / "secret.key").write_text("secret-key-material")
     (path / "loose.key").write_text("a hidden file")
@@ -55,7 +56,14 @@ async def pool(data_dir: Path) -> AsyncIterator[FunctionPool]:
 
 async def run(functions: FunctionPool, source: str, **settings: Any) -> CallResult:
     result = await functions.call(
-        "python", textwrap.dedent(source), uuid.uuid4().hex, "fn.py", "track", {}, settings
+        "python",
+        textwrap.dedent(source),
+        uuid.uuid4().hex,
+        "fn.py",
+        "track",
+        {},
+        settings,
+        scope="dest_1",
     )
     assert result.ok, result
     return result
@@ -90,7 +98,8 @@ async def test_segues_data_dir_and_database_cannot_be_read(
         "database": ["refused", "FileNotFoundError"],
         "key": ["refused", "FileNotFoundError"],
     }
-    # the same function without the data dir hidden: it would have read it
+    # the same function without the data dir hidden: it would have read it (it lies
+    # in the Python prefix, which the worker needs to see)
     exposed_pool = FunctionPool(size=1, timeout_s=3.0, sandbox="bwrap")
     try:
         exposed = (await run(exposed_pool, PROBE_FILES, data=str(data_dir))).value
@@ -150,11 +159,12 @@ async def test_writes_outside_the_temp_dir_fail(pool: FunctionPool, data_dir: Pa
     paths["private_tmp"] = f"/tmp/{marker}"  # a private tmpfs, gone with the worker
     try:
         result = (await run(pool, PROBE_WRITES, paths=paths)).value
+        refused = ("Read-only file system", "No such file or directory")
         for name, path in outside.items():
             # under /tmp (a clone there, say) the write lands in the worker's private tmpfs:
             # allowed, as long as nothing reaches the real file system (checked below)
             private = path.is_relative_to("/tmp")
-            assert result[name] == "Read-only file system" or private, (name, result[name])
+            assert result[name] in refused or private, (name, result[name])
         assert (result["cwd"], result["private_tmp"]) == ("written", "written")
         left = existing([*outside.values(), Path(f"/tmp/{marker}")])
         assert left == [data_dir / "segue.db"]  # nothing new, and the database untouched
@@ -225,11 +235,17 @@ def test_the_worker_command_line(data_dir: Path) -> None:
         argv = bwrap.argv
         for flag in ("--unshare-net", "--unshare-pid", "--die-with-parent", "--clearenv"):
             assert flag in argv
+        for flag in ("--unshare-user", "--disable-userns", "--unshare-ipc", "--new-session"):
+            assert flag in argv
         assert argv[argv.index("--cap-drop") + 1] == "ALL"
         assert ["--tmpfs", str(data_dir)] == argv[argv.index(str(data_dir)) - 1 :][:2]
         assert ["--bind", str(bwrap.tempdir), str(bwrap.tempdir)] == argv[
             argv.index("--bind") : argv.index("--bind") + 3
         ]
+        # an allow-list: never the whole file system, never /run, /home or /etc as a whole
+        binds = {argv[i + 2] for i, arg in enumerate(argv) if arg in ("--ro-bind", "--bind")}
+        assert not binds & {"/", "/run", "/home", "/root", "/etc", "/etc/shadow", "/var"}
+        assert str(source_root()) in binds
         assert argv[argv.index("--") + 1] == sys.executable
         for command in (bwrap, plain):
             assert set(command.env) == {"PATH", "LANG", "PYTHONPATH", "HOME"}

@@ -1,57 +1,76 @@
-"""How a function worker process is started: environment, limits and (if possible) bubblewrap.
+"""How a function worker process is started: identity, view, limits, and what holds it.
 
-Trust model. A function is untrusted code running as segue's user. What stops it:
+Trust model. A function is untrusted code. What stops it:
 
-* always: a separate process (never ingest or delivery), a scrubbed environment (PATH,
-  LANG, PYTHONPATH, HOME — none of segue's secrets), a fresh temp dir as cwd/HOME,
-  rlimits (address space or data size, CPU seconds, open files, file size, no core
-  dumps), and the parent's wall-clock timeout, which kills the whole process group.
-* mode "bwrap" (bubblewrap, used by "auto" when it works): the whole file system
-  read-only except the temp dir and a small private /tmp; segue's data dir (database,
-  secret.key) and any other hidden path replaced by an empty tmpfs; new network, PID, IPC
-  and UTS namespaces (no network at all: ``fetch`` is proxied through the parent and its
-  egress guard); all capabilities dropped, so the mounts cannot be undone.
-* mode "none": only the first list. The function can read (and, with the permissions of
-  segue's user, write) any file segue can, and open sockets itself. Use it only for
-  code you trust, or where bubblewrap cannot run.
+* always: a separate process (never ingest or delivery) serving one function version
+  of one scope (a destination, or one Send Test Event) only; a scrubbed environment
+  (PATH, LANG, PYTHONPATH, HOME — none of segue's secrets); a fresh temp dir as
+  cwd/HOME; rlimits on every process (address space or data size, CPU seconds, open
+  files, file size, no core dumps); the parent's wall-clock timeout, which kills the
+  whole sandbox.
+* segue running as root: each worker runs as its own unprivileged uid/gid
+  (``identity``), dropped before bubblewrap (or the worker) is exec'd, with
+  ``RLIMIT_NPROC`` for that uid. Paths the uid could not reach (an interpreter under
+  ``/root``) are bridged in a private mount namespace (``mountns``).
+* control groups where segue can make them (``cgroups``): memory, process count and
+  CPU limits for the whole sandbox, an OOM kill reported as ``CallError.MEMORY``, and
+  the list of its processes. After each call the parent kills every process of the
+  sandbox but the worker's own (``confinement``); when the worker ends, all of them.
+  Without control groups the per-worker uid does the same; without either, only the
+  worker's process group is killed, and only when the worker ends.
+* mode "bwrap" (bubblewrap, used by "auto" when it works; ``bwrap``): a view built
+  from an allow-list (no config file, no ``/run`` or its sockets, no ``/home``, no
+  ``/root``, no ``/etc/shadow``; hidden paths covered even inside shown ones), new
+  user (no further user namespaces inside), network (none: ``fetch`` is proxied
+  through the parent and its egress guard), PID, IPC, UTS and cgroup namespaces, no
+  capabilities.
+* mode "none": the rest of the list. The function sees the file system as its uid
+  does (as root: all of it but hidden paths; as segue's user: what that user can read)
+  and can open sockets itself. Use it only for code you trust.
 
 Neither mode filters system calls (no seccomp), and a Python function can change
-anything inside its own worker (including its rlimits' soft values and the protocol
+anything inside its own worker (its runtime, its rlimits' soft values, the protocol
 pipes): the parent treats every worker as untrusted and validates what it says.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
-import itertools
 import logging
 import os
 import resource
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import segue
-from segue.functions import framing
-from segue.functions.result import CallError, CallResult
+from segue.functions import bwrap, cgroups
+from segue.functions.bwrap import source_root
+from segue.functions.cgroups import Cgroup, CgroupLimits, CgroupSupport
+from segue.functions.confinement import Confinement
+from segue.functions.identity import (
+    DEFAULT_UID_BASE,
+    DEFAULT_UID_COUNT,
+    UidLease,
+    UidRange,
+    drop_privileges,
+)
+from segue.functions.mountns import Staging
+
+__all__ = ["Limits", "Sandbox", "SandboxMode", "WorkerCommand", "source_root"]
 
 SandboxMode = Literal["auto", "bwrap", "none"]
 MiB = 1024 * 1024
 # V8 reserves ~512 MiB of writable code range up front: a JavaScript worker's data limit
 # is the memory limit plus this (its heap is limited by V8 itself, see JSRuntime).
 JS_DATA_OVERHEAD_MB = 1024
-STDERR_TAIL_BYTES = 8192
-MAX_STDERR_LINES = 200  # per worker, to segue's log: a chatty function cannot flood it
-_MEMORY_HINTS = ("MemoryError", "out of memory", "Cannot allocate memory", "OOM")
+# What a sandbox may use beyond the function's own memory limit (the control group's
+# limit): the interpreter and bubblewrap, and for JavaScript V8's code and isolates.
+SANDBOX_OVERHEAD_MB = {"python": 64, "javascript": 160}
+PROBE_TIMEOUT_S = 20.0
 
 log = logging.getLogger("segue.functions")
 
@@ -63,49 +82,34 @@ class Limits:
     open_files: int = 256
     file_mb: int = 64  # RLIMIT_FSIZE: the largest file the function may write
     tmp_mb: int = 64  # the private /tmp under bubblewrap
+    processes: int = 64  # processes and threads of a whole sandbox (pids.max, RLIMIT_NPROC)
+    cpu_cores: float = 1.0  # CPU time of a whole sandbox, in cores (0: unlimited)
+
+    def sandbox_memory(self, runtime: str) -> int:
+        """The memory limit of a whole sandbox (its control group), in bytes."""
+        overhead = SANDBOX_OVERHEAD_MB.get(runtime, SANDBOX_OVERHEAD_MB["javascript"])
+        return (self.memory_mb + self.tmp_mb + overhead) * MiB
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerCommand:
-    """Everything needed to start one worker; ``tempdir`` is removed after it exits."""
+    """Everything needed to start one worker; ``confinement`` is released after it exits."""
 
     argv: list[str]
     env: dict[str, str]
     cwd: Path
-    tempdir: Path
+    confinement: Confinement
     preexec_fn: Callable[[], None]
 
-
-@functools.cache
-def _probe(*extra: str) -> bool:
-    binary = shutil.which("bwrap")
-    if binary is None:
-        return False
-    argv = [binary, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", *extra]
-    argv += ["--unshare-net", "--unshare-pid", "--cap-drop", "ALL", "--die-with-parent", "true"]
-    try:
-        done = subprocess.run(argv, capture_output=True, timeout=10, check=False, env={})
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
+    @property
+    def tempdir(self) -> Path:
+        return self.confinement.tempdir
 
 
 def sandbox_available() -> bool:
-    """True when bubblewrap is installed and can make namespaces on this machine."""
-    return _probe()
-
-
-def _tmpfs_size_supported() -> bool:
-    return _probe("--size", str(MiB), "--tmpfs", "/tmp")
-
-
-def source_root() -> Path:
-    """The directory holding the ``segue`` package: the worker's PYTHONPATH."""
-    return Path(segue.__file__).resolve().parent.parent
-
-
-def _inside(path: Path, parent: Path) -> bool:
-    return path == parent or parent in path.parents
+    """True when bubblewrap can run a worker here, as it would (own uid if root)."""
+    uids = (DEFAULT_UID_BASE, DEFAULT_UID_COUNT) if os.geteuid() == 0 else None
+    return _probe("bwrap", uids, _staging(uids is not None, "bwrap", ()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +119,9 @@ class Sandbox:
     mode: Literal["bwrap", "none"]
     limits: Limits = field(default_factory=Limits)
     hidden_paths: tuple[Path, ...] = ()
+    uids: UidRange | None = None
+    cgroups: CgroupSupport = field(default_factory=CgroupSupport)
+    staging: Staging = field(default_factory=Staging)
 
     @classmethod
     def choose(
@@ -123,82 +130,136 @@ class Sandbox:
         *,
         limits: Limits | None = None,
         hidden_paths: Iterable[str | os.PathLike[str]] = (),
+        uid_range: tuple[int, int] | None = (DEFAULT_UID_BASE, DEFAULT_UID_COUNT),
+        use_cgroups: bool = True,
     ) -> Sandbox:
-        """Mode "auto" picks bubblewrap when it works; "bwrap" insists on it (RuntimeError)."""
+        """Mode "auto" picks bubblewrap when it works; "bwrap" insists on it (RuntimeError).
+
+        ``uid_range`` (base, count) is used when segue runs as root (None: never).
+        """
         if mode not in ("auto", "bwrap", "none"):
             raise ValueError(f"unknown sandbox mode {mode!r}: use auto, bwrap or none")
+        hidden = tuple(Path(p).resolve() for p in hidden_paths)
+        uids = uid_range if os.geteuid() == 0 else None
         chosen: Literal["bwrap", "none"] = "none"
         if mode != "none":
-            if sandbox_available():
+            if _probe("bwrap", uids, _staging(uids is not None, "bwrap", ())):
                 chosen = "bwrap"
             elif mode == "bwrap":
                 raise RuntimeError("the bwrap sandbox was asked for, but bubblewrap cannot run")
-        hidden = tuple(Path(p).resolve() for p in hidden_paths)
-        return cls(mode=chosen, limits=limits or Limits(), hidden_paths=hidden)
-
-    def command(self, runtime: str = "python") -> WorkerCommand:
-        """A fresh temp dir and the command line, environment and limits of one worker."""
-        tempdir = Path(tempfile.mkdtemp(prefix="segue-fn-")).resolve()
-        env = {
-            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-            "LANG": "C.UTF-8",
-            "PYTHONPATH": str(source_root()),
-            "HOME": str(tempdir),
-        }
-        worker = [sys.executable, "-B", "-s", "-P", "-X", "utf8"]
-        worker += ["-m", "segue.functions.worker", "--runtime", runtime]
-        worker += ["--memory-mb", str(self.limits.memory_mb), "--cpu-s", str(self.limits.cpu_s)]
-        argv = self._bwrap(tempdir, env) + worker if self.mode == "bwrap" else worker
-        return WorkerCommand(
-            argv=argv,
-            env=env,
-            cwd=tempdir,
-            tempdir=tempdir,
-            preexec_fn=_limiter(self.limits, runtime),
+        if chosen == "none" and uids and not _probe("none", uids, _staging(True, "none", ())):
+            log.warning("function workers cannot run as their own uid here: they run as root")
+            uids = None
+        staging = _staging(uids is not None, chosen, hidden)
+        return cls(
+            mode=chosen,
+            limits=limits or Limits(),
+            hidden_paths=hidden,
+            uids=UidRange(*uids) if uids is not None else None,
+            cgroups=CgroupSupport.detect() if use_cgroups else CgroupSupport(),
+            staging=staging,
         )
 
-    def _bwrap(self, tempdir: Path, env: dict[str, str]) -> list[str]:
-        binary = shutil.which("bwrap") or "bwrap"
-        args = [binary, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-        if _tmpfs_size_supported():
-            args += ["--size", str(self.limits.tmp_mb * MiB)]
-        args += ["--tmpfs", "/tmp"]
-        hidden = [p for p in self.hidden_paths if p != Path("/") and p.exists()]
-        args += _hide(hidden)
-        # What the worker itself needs, if a hidden path (or /tmp) happens to cover it;
-        # then hide again whatever that brought back.
-        needed = {
-            source_root(),
-            Path(sys.prefix).resolve(),
-            Path(sys.base_prefix).resolve(),
-            Path(sys.executable).resolve().parent,
-        }
-        covered = [Path("/tmp"), *hidden]
-        exposed = [p for p in sorted(needed) if any(_inside(p, c) for c in covered)]
-        for path in exposed:
-            args += ["--ro-bind", str(path), str(path)]
-        args += _hide([p for p in hidden if any(_inside(p, e) for e in exposed)])
-        for path in hidden:  # read-only last: the binds above may need mount points in it
-            if path.is_dir():
-                args += ["--remount-ro", str(path)]
-        args += ["--bind", str(tempdir), str(tempdir), "--chdir", str(tempdir)]
-        args += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
-        args += ["--unshare-cgroup-try", "--cap-drop", "ALL", "--die-with-parent"]
-        args += ["--new-session", "--clearenv"]
-        for name, value in env.items():
-            args += ["--setenv", name, value]
-        return [*args, "--"]
+    def command(self, runtime: str = "python") -> WorkerCommand:
+        """A fresh temp dir, uid and control group, and the worker's command line."""
+        tempdir = Path(tempfile.mkdtemp(prefix="segue-fn-")).resolve()
+        lease: UidLease | None = None
+        cgroup = None
+        try:
+            if self.uids is not None:
+                lease = self.uids.acquire()
+                os.chown(tempdir, lease.uid, lease.gid)
+            if self.cgroups.available:
+                cgroup = self._cgroup(runtime)
+        except BaseException:
+            Confinement(tempdir, lease, cgroup).discard()
+            raise
+        confinement = Confinement(tempdir, lease, cgroup)
+        env = worker_env(tempdir)
+        argv = self._argv(runtime, tempdir, env)
+        procs = cgroup.procs_files if cgroup is not None else ()
+        preexec = _preexec(self.limits, runtime, procs, self.staging, lease)
+        return WorkerCommand(argv, env, tempdir, confinement, preexec)
+
+    def _cgroup(self, runtime: str) -> Cgroup | None:
+        wanted = CgroupLimits(
+            memory_bytes=self.limits.sandbox_memory(runtime),
+            pids=self.limits.processes,
+            cpu_cores=self.limits.cpu_cores,
+        )
+        try:
+            return self.cgroups.create(wanted)
+        except OSError as exc:
+            log.warning("no control group for a function worker (%s): rlimits only", exc)
+            return None
+
+    def _argv(self, runtime: str, tempdir: Path, env: dict[str, str]) -> list[str]:
+        worker = worker_argv(runtime, self.limits)
+        if self.mode != "bwrap":
+            return worker
+        tmp_bytes = self.limits.tmp_mb * MiB
+        other_uid = self.uids is not None
+        hidden = self.hidden_paths
+        return (
+            bwrap.command(tempdir, env, hidden, tmp_bytes=tmp_bytes, other_uid=other_uid) + worker
+        )
 
 
-def _hide(paths: Iterable[Path]) -> list[str]:
-    """An empty tmpfs on each directory, an unreadable node on each file."""
-    args: list[str] = []
-    for path in paths:
-        if path.is_dir():
-            args += ["--tmpfs", str(path)]
-        else:
-            args += ["--ro-bind", "/dev/null", str(path)]
-    return args
+def worker_env(tempdir: Path) -> dict[str, str]:
+    return {
+        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "PYTHONPATH": str(source_root()),
+        "HOME": str(tempdir),
+    }
+
+
+def worker_argv(runtime: str, limits: Limits) -> list[str]:
+    argv = [sys.executable, "-B", "-s", "-P", "-X", "utf8"]
+    argv += ["-m", "segue.functions.worker", "--runtime", runtime]
+    return [*argv, "--memory-mb", str(limits.memory_mb), "--cpu-s", str(limits.cpu_s)]
+
+
+def _staging(own_uid: bool, mode: str, hidden: tuple[Path, ...]) -> Staging:
+    """The private mount namespace a worker running as its own uid needs, if any."""
+    if not own_uid:
+        return Staging()
+    needed = [*bwrap.python_paths(), Path(tempfile.gettempdir()).resolve()]
+    return Staging.plan(needed, hidden if mode == "none" else ())
+
+
+@functools.cache
+def _probe(mode: str, uids: tuple[int, int] | None, staging: Staging) -> bool:
+    """Whether a worker can start this way here: one real run of the interpreter."""
+    if mode == "bwrap" and bwrap.binary() is None:
+        return False
+    lease = UidRange(*uids).acquire() if uids is not None else None
+    tempdir = Path(tempfile.mkdtemp(prefix="segue-fn-probe-")).resolve()
+    try:
+        if lease is not None:
+            os.chown(tempdir, lease.uid, lease.gid)
+        env = worker_env(tempdir)
+        check = [sys.executable, "-B", "-s", "-P", "-c", "import segue.functions.worker"]
+        if mode == "bwrap":
+            check = bwrap.command(tempdir, env, (), tmp_bytes=MiB) + check
+        done = subprocess.run(
+            check,
+            capture_output=True,
+            timeout=PROBE_TIMEOUT_S,
+            check=False,
+            env=env,
+            cwd=tempdir,
+            preexec_fn=_preexec(Limits(), "python", (), staging, lease),
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.info("function sandbox probe (%s) failed: %s", mode, exc)
+        return False
+    finally:
+        Confinement(tempdir, lease, None).discard()
+    if done.returncode != 0:
+        detail = done.stderr.decode("utf-8", "replace").strip()[-500:]
+        log.info("function sandbox probe (%s) failed: %s", mode, detail)
+    return done.returncode == 0
 
 
 def _within(which: int, soft: int, hard: int) -> tuple[int, int]:
@@ -211,8 +272,17 @@ def _within(which: int, soft: int, hard: int) -> tuple[int, int]:
     return soft, hard
 
 
-def _limiter(limits: Limits, runtime: str) -> Callable[[], None]:
-    """The preexec_fn: only setrlimit calls (nothing that imports or locks after fork)."""
+def _preexec(
+    limits: Limits,
+    runtime: str,
+    procs_files: tuple[str, ...],
+    staging: Staging,
+    lease: UidLease | None,
+) -> Callable[[], None]:
+    """The preexec_fn: join the control groups, stage paths, set rlimits, drop root.
+
+    Only os-level calls run in it (nothing that imports or takes a lock after fork).
+    """
     infinity = resource.RLIM_INFINITY
     memory = limits.memory_mb * MiB
     cpu = max(1, limits.cpu_s) if limits.cpu_s > 0 else infinity
@@ -227,211 +297,19 @@ def _limiter(limits: Limits, runtime: str) -> Callable[[], None]:
         wanted.append((resource.RLIMIT_DATA, data, data))
     else:
         wanted.append((resource.RLIMIT_AS, memory, memory))
+    if lease is not None:  # counted per uid: exact for a uid of its own
+        wanted.append((resource.RLIMIT_NPROC, limits.processes, limits.processes))
     settings = [(which, _within(which, soft, hard)) for which, soft, hard in wanted]
     setrlimit = resource.setrlimit
+    enter = cgroups.enter
+    ids = None if lease is None else (lease.uid, lease.gid)
 
     def apply() -> None:
+        enter(procs_files)  # first: as root, and before anything can fork
+        staging.apply()
         for which, values in settings:
             setrlimit(which, values)
+        if ids is not None:
+            drop_privileges(*ids)
 
     return apply
-
-
-# -- a running worker ----------------------------------------------------------------------
-class WorkerDied(Exception):
-    """The worker ended (or broke the protocol) before answering."""
-
-
-class WorkerProcess:
-    """A started worker: frames in and out, one request at a time, its stderr, its end.
-
-    The worker is untrusted: a frame it should not send ends it as a crash.
-    ``on_fetch(worker, frame)`` serves its fetch requests; ``on_exit(worker)`` hears of
-    an end nobody asked for (``retired`` is set when the pool ends it on purpose).
-    """
-
-    def __init__(
-        self,
-        sandbox: Sandbox,
-        runtime: str,
-        command: WorkerCommand,
-        process: asyncio.subprocess.Process,
-        on_fetch: Callable[[WorkerProcess, dict[str, Any]], None],
-        on_exit: Callable[[WorkerProcess], None],
-    ) -> None:
-        self.sandbox, self.runtime, self.command, self.process = sandbox, runtime, command, process
-        self.on_fetch, self.on_exit = on_fetch, on_exit
-        self.known: set[str] = set()  # versions whose source this worker has
-        self.ids = itertools.count(1)
-        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.pending: tuple[int, asyncio.Future[dict[str, Any]]] | None = None
-        self.tasks: set[asyncio.Task[None]] = set()  # the current call's fetches
-        self.fetch_timeout = 5.0
-        self.stderr_tail: deque[bytes] = deque()
-        self.alive, self.retired = True, False
-        self.reader = asyncio.create_task(self._read())
-        self.stderr_reader = asyncio.create_task(self._read_stderr())
-
-    @classmethod
-    async def start(
-        cls,
-        sandbox: Sandbox,
-        runtime: str,
-        on_fetch: Callable[[WorkerProcess, dict[str, Any]], None],
-        on_exit: Callable[[WorkerProcess], None],
-        startup_timeout_s: float = 30.0,
-    ) -> WorkerProcess:
-        """Start a worker and wait for its "ready"; RuntimeError (with its stderr) if not."""
-        command = sandbox.command(runtime)
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *command.argv,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                cwd=command.cwd,
-                env=command.env,
-                preexec_fn=command.preexec_fn,
-                start_new_session=True,  # its own process group, killed as one
-            )
-        except BaseException:
-            shutil.rmtree(command.tempdir, ignore_errors=True)
-            raise
-        worker = cls(sandbox, runtime, command, process, on_fetch, on_exit)
-        try:
-            async with asyncio.timeout(startup_timeout_s):
-                await worker.ready
-        except (TimeoutError, WorkerDied, asyncio.CancelledError) as exc:
-            worker.retired = True
-            await worker.end()
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            detail = worker.stderr_text().strip()[-1000:] or "no output"
-            raise RuntimeError(f"a {runtime} function worker did not start: {detail}") from None
-        return worker
-
-    def send(self, message: dict[str, Any]) -> None:
-        stdin = self.process.stdin
-        if self.alive and stdin is not None and not stdin.is_closing():
-            stdin.write(framing.encode(message))
-
-    async def request(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Send one request and await its answer (WorkerDied if the worker ends first)."""
-        if not self.alive:
-            raise WorkerDied
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        request_id = next(self.ids)
-        self.pending = (request_id, future)
-        try:
-            self.send({**message, "id": request_id})
-            return await future
-        finally:
-            self.pending = None
-            for task in list(self.tasks):
-                task.cancel()
-
-    async def exchange(self, message: dict[str, Any], source: str) -> dict[str, Any]:
-        """A request carrying the source only if this worker lacks that version."""
-        version = str(message["version"])
-        sent = version not in self.known
-        answer = await self.request({**message, "source": source} if sent else message)
-        if answer.get("op") == "need_source":
-            sent = True
-            answer = await self.request({**message, "source": source})
-        if sent:
-            self.known.add(version)
-        return answer
-
-    async def _read(self) -> None:
-        assert self.process.stdout is not None
-        try:
-            while (message := await framing.read_frame(self.process.stdout)) is not None:
-                op, pending = message.get("op"), self.pending
-                if op == "ready" and not self.ready.done():
-                    self.ready.set_result(None)
-                elif op in ("result", "handlers", "need_source"):
-                    if pending and message.get("id") == pending[0] and not pending[1].done():
-                        pending[1].set_result(message)
-                elif op == "fetch":
-                    self.on_fetch(self, message)
-                else:
-                    raise framing.FrameError(f"unexpected frame {str(op)[:40]!r}")
-        except (framing.FrameError, ConnectionError) as exc:
-            log.warning("function worker %s broke the protocol: %s", self.process.pid, exc)
-        finally:
-            self.alive = False
-            if not self.ready.done():
-                self.ready.set_exception(WorkerDied())
-                self.ready.exception()  # mark it retrieved: start() may have given up
-            if self.pending and not self.pending[1].done():
-                self.pending[1].set_exception(WorkerDied())
-            if not self.retired:
-                self.on_exit(self)
-
-    async def _read_stderr(self) -> None:
-        assert self.process.stderr is not None
-        size, lines, partial = 0, 0, b""
-        while chunk := await self.process.stderr.read(65536):
-            self.stderr_tail.append(chunk)
-            size += len(chunk)
-            while size - len(self.stderr_tail[0]) >= STDERR_TAIL_BYTES:
-                size -= len(self.stderr_tail.popleft())
-            *complete, partial = (partial + chunk).split(b"\n")
-            partial = partial[-4096:]
-            for line in complete:
-                lines += 1
-                if lines <= MAX_STDERR_LINES:
-                    text = line.decode("utf-8", "replace")[:2000]
-                    log.warning("function worker %s: %s", self.process.pid, text)
-                elif lines == MAX_STDERR_LINES + 1:
-                    log.warning("function worker %s: (more output dropped)", self.process.pid)
-
-    def stderr_text(self) -> str:
-        return b"".join(self.stderr_tail).decode("utf-8", "replace")
-
-    def kill(self) -> None:
-        """SIGKILL the process group: bwrap (whose namespace dies with it) or the worker.
-
-        Not ``process.kill()``: Popen polls first, and reaping the child there races
-        asyncio's watcher, which then reports an exit status of 255.
-        """
-        if self.process.returncode is not None:
-            return
-        for kill in (os.killpg, os.kill):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                kill(self.process.pid, signal.SIGKILL)
-
-    async def end(self, grace_s: float = 2.0) -> None:
-        """Kill it, wait for it (and its stderr), remove its temp dir."""
-        self.kill()
-        if self.process.stdin is not None:
-            self.process.stdin.close()  # else asyncio warns when the transport is collected
-        await self.finished(grace_s)
-        shutil.rmtree(self.command.tempdir, ignore_errors=True)
-
-    async def finished(self, grace_s: float = 2.0) -> int | None:
-        """The exit status once the process is gone and its stderr read (None if stuck)."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(grace_s):
-                await self.process.wait()
-                await self.stderr_reader
-        return self.process.returncode
-
-    def death(self) -> CallResult:
-        """Why the worker died under a call: MEMORY if its last words say so, else CRASH."""
-        code, tail = self.process.returncode, self.stderr_text()
-        number: int | None = None
-        if code is not None and code < 0:
-            number = -code
-        elif code is not None and code > 128 and self.sandbox.mode == "bwrap":
-            number = code - 128  # bwrap exits with 128 + the signal that killed the worker
-        if any(hint in tail for hint in _MEMORY_HINTS):
-            message = "the function went over its memory limit and its worker died"
-            return CallResult(ok=False, error=CallError.MEMORY, message=message)
-        if number == signal.SIGXCPU:
-            message = f"the function used more than {self.sandbox.limits.cpu_s} s of CPU time"
-        elif number is not None and number in signal.valid_signals():
-            message = f"the function's worker was killed by {signal.Signals(number).name}"
-        else:
-            message = f"the function's worker exited (status {code})"
-        return CallResult(ok=False, error=CallError.CRASH, message=message)
