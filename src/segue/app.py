@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,7 +83,12 @@ class Segue:
             store = open_store(config.database(), on_commit=metrics.observe_commit)
         sources = SourceDirectory(store)
         catalog = Catalog(store, SecretBox.from_environment(config.data_dir))
-        policy = EgressPolicy.from_config(config.egress.allow, config.egress.allow_http)
+        policy = EgressPolicy.from_config(
+            config.egress.allow,
+            config.egress.allow_http,
+            own_ports=[config.port],
+            own_addresses=_own_addresses(config.host),
+        )
         if transport is None:
             transport = HTTPTransport(policy)
         http = transport if isinstance(transport, HTTPTransport) else HTTPTransport(policy)
@@ -258,6 +265,24 @@ class Segue:
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _own_addresses(host: str) -> list[str]:
+    """Where segue listens besides loopback: the bound address, or every address of this
+    host when it listens on all of them (found through its name, as well as it can)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        names = [host]
+    else:
+        if host not in ("0.0.0.0", "::"):
+            return [host]
+        names = [socket.gethostname()]
+    found = set()
+    for name in names:
+        with contextlib.suppress(OSError):
+            found |= {str(info[4][0]) for info in socket.getaddrinfo(name, None)}
+    return sorted(a.split("%", 1)[0] for a in found)
 
 
 def _private_paths(config: ServerConfig) -> tuple[Path, ...]:

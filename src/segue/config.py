@@ -212,15 +212,13 @@ def _egress(raw: object, origin: str) -> EgressConfig:
     allow = raw.get("allow", [])
     if not isinstance(allow, list) or not all(isinstance(a, str) for a in allow):
         raise ConfigError(f"{origin}: [egress].allow must be a list of addresses or networks")
-    import ipaddress
+    from segue.delivery.egress import AddressRule
 
     for item in allow:
         try:
-            ipaddress.ip_network(item, strict=False)
-        except ValueError:
-            raise ConfigError(
-                f"{origin}: [egress].allow: {item!r} is not an address or network"
-            ) from None
+            AddressRule.parse(item)
+        except ValueError as exc:
+            raise ConfigError(f"{origin}: [egress].allow: {exc}") from None
     allow_http = raw.get("allow_http", False)
     if not isinstance(allow_http, bool):
         raise ConfigError(f"{origin}: [egress].allow_http must be true or false")

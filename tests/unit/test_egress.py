@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 
 import aiohttp
@@ -10,6 +11,7 @@ import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from segue.delivery.egress import (
+    AddressRule,
     EgressBlockedError,
     EgressPolicy,
     GuardedResolver,
@@ -253,3 +255,75 @@ def test_blocked_cause_finds_the_guard_behind_aiohttp_errors() -> None:
     assert blocked_cause(wrapped) is blocked
     assert blocked_cause(ConnectionRefusedError()) is None
     assert blocked_cause(aiohttp.ClientConnectorError(Key(), ConnectionRefusedError())) is None  # type: ignore[arg-type]
+
+
+# -- allow rules with ports, and segue's own port ------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "network", "port"),
+    [
+        ("127.0.0.1:9000", "127.0.0.1/32", 9000),
+        ("127.0.0.0/8", "127.0.0.0/8", None),
+        ("10.1.0.0/16:443", "10.1.0.0/16", 443),
+        ("::1", "::1/128", None),
+        ("[::1]:8080", "::1/128", 8080),
+        ("[fd00::/8]:443", "fd00::/8", 443),
+        ("[::1]", "::1/128", None),
+        (" 127.0.0.1 ", "127.0.0.1/32", None),
+    ],
+)
+def test_allow_rules_name_a_network_and_maybe_a_port(
+    text: str, network: str, port: int | None
+) -> None:
+    rule = AddressRule.parse(text)
+    assert rule.network == ipaddress.ip_network(network)
+    assert rule.port == port
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("127.0.0.1:0", "1 to 65535"),
+        ("127.0.0.1:70000", "1 to 65535"),
+        ("127.0.0.1:http", "1 to 65535"),
+        ("[::1:8080", "[::1]:8080"),
+        ("[::1]8080", "[::1]:8080"),
+        ("::1:8080:x", "not an address"),
+        ("localhost", "not an address"),
+        ("", "not an address"),
+    ],
+)
+def test_bad_allow_rules_say_which_forms_work(text: str, words: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(words)):
+        AddressRule.parse(text)
+
+
+def test_an_allowed_port_opens_that_port_only() -> None:
+    policy = EgressPolicy.from_config(["127.0.0.1:9000", "[::1]:8080"])
+    loopback, v6 = ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")
+    assert policy.blocked_reason(loopback, 9000) is None
+    assert policy.blocked_reason(v6, 8080) is None
+    assert "loopback" in (policy.blocked_reason(loopback, 9001) or "")
+    assert "loopback" in (policy.blocked_reason(v6, 9000) or "")
+    assert policy.check_url("http://127.0.0.1:9000/x", allow_http=True).port == 9000
+    with pytest.raises(EgressBlockedError, match=r'"127\.0\.0\.1:8088"'):
+        policy.check_url("http://127.0.0.1:8088/metrics", allow_http=True)
+
+
+def test_segues_own_port_is_never_reachable() -> None:
+    policy = EgressPolicy.from_config(
+        ["127.0.0.0/8", "::1", "192.0.2.7"], own_ports=[8088], own_addresses=["192.0.2.7"]
+    )
+    for address in ("127.0.0.1", "127.9.9.9", "::1", "0.0.0.0", "::ffff:127.0.0.1", "192.0.2.7"):
+        reason = policy.blocked_reason(ipaddress.ip_address(address), 8088)
+        assert reason is not None and "segue itself" in reason, address
+    assert policy.blocked_reason(ipaddress.ip_address("127.0.0.1"), 8089) is None
+    with pytest.raises(EgressBlockedError, match="segue itself"):
+        policy.check_url("http://127.0.0.1:8088/metrics", allow_http=True)
+
+
+async def test_a_name_for_segue_itself_is_refused_after_resolving() -> None:
+    policy = EgressPolicy.from_config(["127.0.0.0/8", "::1"], own_ports=[8088])
+    resolver = GuardedResolver(policy, ScriptedResolver("127.0.0.1", "::1"))
+    with pytest.raises(EgressBlockedError, match="segue itself"):
+        await resolver.resolve("localhost", 8088)
+    assert [r["host"] for r in await resolver.resolve("localhost", 8089)] == ["127.0.0.1", "::1"]
