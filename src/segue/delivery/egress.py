@@ -42,7 +42,8 @@ class AddressRule:
 
     @classmethod
     def parse(cls, text: str) -> AddressRule:
-        """``"10.0.0.0/8"``, ``"127.0.0.1:9000"``, ``"::1"``, ``"[::1]:8080"``, ``"[fd00::/8]:443"``.
+        """A rule from its text: ``"10.0.0.0/8"``, ``"127.0.0.1:9000"``, ``"::1"``,
+        ``"[::1]:8080"`` or ``"[fd00::/8]:443"``.
 
         ValueError (with the accepted forms) for anything else.
         """
