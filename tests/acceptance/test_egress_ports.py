@@ -15,13 +15,13 @@ import pytest
 from tests.support.endpoint import Endpoint
 from tests.support.server import WRITE_KEY, SegueProcess, free_port
 
-FETCHER = '''
+FETCHER = """
 from segue.functions import fetch
 
 async def on_track(event, settings):
     response = await fetch(settings["url"])
     return {"status": response.status}
-'''
+"""
 
 
 @pytest.fixture(scope="module")
