@@ -286,8 +286,11 @@ def _own_addresses(host: str) -> list[str]:
 
 
 def _private_paths(config: ServerConfig) -> tuple[Path, ...]:
-    """What a function's sandbox must not see: the data dir and the database file."""
+    """What a function's sandbox must not see: the data dir, the database file and the
+    config file (the admin token, plaintext settings)."""
     paths = [config.data_dir.resolve()]
+    if config.config_path is not None:
+        paths.append(config.config_path)
     url = config.database()
     if url.startswith("sqlite:"):
         from segue.store.factory import sqlite_path_and_mode

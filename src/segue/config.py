@@ -65,6 +65,7 @@ class ServerConfig:
     dedup_window_s: int = DEFAULT_DEDUP_WINDOW_S
     trust_forwarded_for: bool = False
     lease_s: int = 30  # a claimed delivery belongs to its worker this long (renewed)
+    config_path: Path | None = None  # the file this was read from: secret, like the data dir
     sources: tuple[SourceConfig, ...] = field(default_factory=tuple)
     apps: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     destinations: tuple[dict[str, Any], ...] = field(default_factory=tuple)
@@ -110,7 +111,7 @@ def load_config(path: Path) -> ServerConfig:
         else app
         for app in config.apps
     )
-    return replace(config, apps=apps)
+    return replace(config, apps=apps, config_path=path.resolve())
 
 
 def parse_config(document: Mapping[str, Any], origin: str = "config") -> ServerConfig:
