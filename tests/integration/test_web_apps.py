@@ -163,6 +163,11 @@ def test_form_errors_come_back_inline_with_the_catalogs_message(
     bad = http.post("/ui/apps/new", data=app_form(csrf, "ui-bad", endpoint="ftp://nope"))
     assert bad.status_code == 400
     assert 'role="alert"' in bad.text
+    creds = app_form(csrf, "ui-bad", endpoint="https://user:pw@hooks.example/x")
+    refused = http.post("/ui/apps/new", data=creds)
+    assert refused.status_code == 400
+    assert "must not carry credentials" in html.unescape(refused.text)
+    assert "user:pw@" in html.unescape(refused.text)  # the form keeps what was typed
     nothing = http.post("/ui/apps/new", data=app_form(csrf, "ui-bad"))
     assert nothing.status_code == 400 and "needs an `endpoint`" in html.unescape(nothing.text)
     dupe_keys = http.post(
