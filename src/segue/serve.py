@@ -102,7 +102,7 @@ def run(config: ServerConfig, console: Console | None = None) -> None:
             gc.freeze()
             gc.set_threshold(20_000, 20, 20)
         except ConfigError as exc:
-            console.print(f"[red]error:[/] {escape(str(exc))}")
+            Console(stderr=True).print(f"[red]error:[/] {escape(str(exc))}")
             await segue.shutdown()
             raise SystemExit(2) from None
         banner(config, report, console)

@@ -386,6 +386,25 @@ def test_config_error_message_keeps_the_section_name(workdir: Path) -> None:
     assert "unknown key [server].prot" in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "words"),
+    [
+        ("https://user:secret@hooks.example/x", "must not carry credentials"),
+        ("http://127.0.0.1:99999/x", "not a valid URL"),
+    ],
+)
+def test_config_with_an_unusable_endpoint_exits_2_saying_why(
+    workdir: Path, endpoint: str, words: str
+) -> None:
+    text = f'[[destinations]]\nname = "bad"\nendpoint = "{endpoint}"\n'
+    (workdir / "segue.toml").write_text(text, "utf-8")
+    result = _segue("serve", "--config", "segue.toml", "--port", str(free_port()), cwd=workdir)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "[[destinations]] 'bad'" in result.stderr, result.stderr
+    assert words in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
 def test_missing_config_file_exits_2(workdir: Path) -> None:
     result = _segue("serve", "--config", "nope.toml", cwd=workdir)
     assert result.returncode == 2
