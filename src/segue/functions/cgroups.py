@@ -125,19 +125,25 @@ class Cgroup:
             return set()
         return {pid for pid in map(int, text.split()) if is_running(pid)}
 
-    def kill(self, keep: frozenset[int] = frozenset()) -> bool:
-        """SIGKILL every member but ``keep``; True once none is left (repeats for forks)."""
-        if not keep and self.v2_dir is not None:
-            with contextlib.suppress(OSError):
+    def kill(self) -> bool:
+        """SIGKILL every member: ``cgroup.kill`` (v2, at once), else pass after pass.
+
+        True if the group was killed as one or emptied; members may still be dying.
+        """
+        if self.v2_dir is not None:
+            try:
                 _write(self.v2_dir / "cgroup.kill", "1")
-        for _ in range(KILL_PASSES):
-            extra = self.members() - keep
-            if not extra:
                 return True
-            for pid in extra:
+            except OSError:
+                pass
+        for _ in range(KILL_PASSES):
+            members = self.members()
+            if not members:
+                return True
+            for pid in members:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
-        return not (self.members() - keep)
+        return False
 
     def oom_kills(self) -> int:
         """How many processes of the sandbox the kernel's OOM killer ended."""

@@ -17,10 +17,11 @@ import shutil
 import signal
 from pathlib import Path
 
-from segue.functions.cgroups import KILL_PASSES, Cgroup, is_running
+from segue.functions.cgroups import Cgroup, is_running
 from segue.functions.identity import UidLease, kill_uid, processes_of
 
 RELEASE_WAIT_S = 2.0
+SWEEP_WAIT_S = 2.0  # how long killed processes may take to end before the worker goes too
 
 
 class Confinement:
@@ -54,20 +55,24 @@ class Confinement:
         """Note the worker's own processes: called once it is ready, before any call."""
         self.keep = frozenset(self.members())
 
-    def sweep(self) -> bool:
-        """Kill every process but the worker's own; False if some would not go."""
-        if self.cgroup is not None:
-            return self.cgroup.kill(self.keep)
-        if self.lease is None:
+    async def sweep(self) -> bool:
+        """Kill every process but the worker's own, and await their end.
+
+        Pass after pass (what a killed process forked before it died shows up in the
+        next one); False if some are still running after ``SWEEP_WAIT_S``.
+        """
+        if not self.tracked:
             return True
-        for _ in range(KILL_PASSES):
-            extra = self.members() - self.keep
-            if not extra:
-                return True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SWEEP_WAIT_S
+        while extra := self.members() - self.keep:
+            if loop.time() >= deadline:
+                return False
             for pid in extra:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
-        return False
+            await ended(extra, deadline - loop.time())
+        return True
 
     def kill(self) -> None:
         """Kill every process of the sandbox, the worker included."""
@@ -108,3 +113,34 @@ class Confinement:
         if self.lease is not None:
             self.lease.release()
         shutil.rmtree(self.tempdir, ignore_errors=True)
+
+
+async def ended(pids: set[int], timeout_s: float) -> None:
+    """Return once every one of ``pids`` has ended (or after ``timeout_s``): pidfds."""
+    loop = asyncio.get_running_loop()
+    fds: list[int] = []
+    ends: list[asyncio.Future[None]] = []
+    try:
+        for pid in pids:
+            try:
+                fd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                continue
+            except OSError:  # no pidfds on this kernel: look again shortly
+                await asyncio.sleep(0.005)
+                return
+            end: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(fd, _settle, end)
+            fds.append(fd)
+            ends.append(end)
+        if ends:
+            await asyncio.wait(ends, timeout=max(0.0, timeout_s))
+    finally:
+        for fd in fds:
+            loop.remove_reader(fd)
+            os.close(fd)
+
+
+def _settle(end: asyncio.Future[None]) -> None:
+    if not end.done():
+        end.set_result(None)

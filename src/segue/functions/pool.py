@@ -424,17 +424,22 @@ class FunctionPool:
         except BaseException:
             self._retire(worker)  # cancelled mid-call: the worker may still be running it
             raise
-        self._finish(worker, recycle=answer.get("recycle") is True)
+        await self._finish(worker, recycle=answer.get("recycle") is True)
         if len(result.logs) > MAX_LOG_BYTES:  # the worker is not trusted to cap them
             result = replace(result, logs=result.logs[: MAX_LOG_BYTES // 2] + "\n…truncated")
         return result
 
-    def _finish(self, worker: WorkerProcess, *, recycle: bool = False) -> None:
+    async def _finish(self, worker: WorkerProcess, *, recycle: bool = False) -> None:
         """After a call: kill what it left running, then free (or retire) the worker."""
-        if recycle or not worker.sweep():
+        try:
+            swept = not recycle and await worker.sweep()
+        except BaseException:
             self._retire(worker)
-        else:
+            raise
+        if swept:
             self._release(worker)
+        else:
+            self._retire(worker)
 
     async def handlers(
         self, runtime: str, source: str, version: str, filename: str, *, scope: str
@@ -461,7 +466,7 @@ class FunctionPool:
         except BaseException:
             self._retire(worker)
             raise
-        self._finish(worker)
+        await self._finish(worker)
         if answer.get("error") is not None:
             raise FunctionCodeError(str(answer["error"]))
         found = answer.get("handlers")

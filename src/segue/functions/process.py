@@ -188,9 +188,9 @@ class WorkerProcess:
     def usable(self) -> bool:
         return self.alive and not self.retired
 
-    def sweep(self) -> bool:
+    async def sweep(self) -> bool:
         """Kill what the call left running in the sandbox; False if it could not."""
-        return self.command.confinement.sweep()
+        return await self.command.confinement.sweep()
 
     def kill(self) -> None:
         """SIGKILL the whole sandbox: its control group or uid, and the process group.
