@@ -116,7 +116,7 @@ async def test_fetch_to_a_blocked_address_is_refused_before_connecting(endpoint:
         await transport.close()
     assert loopback.value == (
         f"refused: request to {endpoint.url}/x failed, reason: 127.0.0.1 is a loopback"
-        " address; allow it in [egress] allow to call it"
+        f' address; allow it in [egress] allow (e.g. "127.0.0.1:{endpoint.port}") to call it'
     )
     assert "169.254.169.254 is a cloud metadata address" in metadata.value
     assert uncaught.error == CallError.ERROR
@@ -323,3 +323,58 @@ async def test_javascript_functions_run_in_their_own_workers(pool: FunctionPool)
     assert (
         await pool.call("javascript", source, "js1", "fn.js", "track", event, {}, scope=SCOPE)
     ).ok
+
+
+TOKEN = """
+    import asyncio, os
+
+    TOKEN = os.urandom(8).hex()  # made once per worker, when it loads the code
+
+    async def on_track(event, settings):
+        await asyncio.sleep(event.get("sleep", 0))
+        return TOKEN
+"""
+
+
+async def token(functions: FunctionPool, scope: str, sleep: float = 0) -> str:
+    event = {"type": "track", "sleep": sleep}
+    result = await functions.call(
+        "python", code(TOKEN), "t1", "fn.py", "track", event, {}, scope=scope
+    )
+    assert result.ok, result
+    return str(result.value)
+
+
+async def test_scopes_never_share_a_worker(pool: FunctionPool) -> None:
+    first = {await token(pool, "dest_a") for _ in range(5)}
+    second = {await token(pool, "dest_b") for _ in range(5)}
+    assert len(first) == len(second) == 1  # warm: the same worker call after call
+    assert not first & second
+    tokens = await asyncio.gather(*(token(pool, f"test_{n}") for n in range(4)))
+    assert len(set(tokens) | first | second) == 6  # every Send Test Event scope its own
+
+
+async def test_a_scope_has_at_most_size_workers(pool: FunctionPool) -> None:
+    tokens = await asyncio.gather(*(token(pool, "dest_a", sleep=0.1) for _ in range(6)))
+    assert len(set(tokens)) == 2
+    assert len(pool.workers("dest_a")) == 2
+
+
+async def test_idle_workers_end_and_the_least_recently_used_makes_room() -> None:
+    functions = FunctionPool(size=1, max_workers=2, idle_timeout_s=0.3)
+    try:
+        await token(functions, "dest_a")
+        [first] = functions.workers("dest_a")
+        await token(functions, "dest_b")
+        await token(functions, "dest_a")  # now dest_b's worker is the least recently used
+        [second] = functions.workers("dest_b")
+        await token(functions, "dest_c")  # at max_workers: dest_b's worker makes room
+        await asyncio.wait_for(second.process.wait(), 5)
+        assert first.alive and functions.workers("dest_b") == []
+        # unused for idle_timeout_s, the others end too
+        for worker in functions.workers():
+            await asyncio.wait_for(worker.process.wait(), 5)
+        assert functions.workers() == []
+        assert await token(functions, "dest_a")  # and start again on demand
+    finally:
+        await functions.close()
