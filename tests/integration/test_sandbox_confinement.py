@@ -280,6 +280,33 @@ async def test_eight_children_of_150_mb_share_one_memory_limit(confined: Functio
     assert await wait_gone(strays(worker)) == set()
 
 
+OOM = """
+    import subprocess, sys
+
+    HOG = "import time; b = b'x' * (170 * 1024 * 1024); print('held', flush=True); time.sleep(60)"
+
+    def on_track(event, settings):
+        hogs = [subprocess.Popen([sys.executable, "-c", HOG], stdout=subprocess.PIPE)
+                for _ in range(2)]
+        held = [hog.stdout.readline() for hog in hogs]
+        with open("/proc/self/oom_score_adj", "w") as adj:
+            adj.write("1000")  # the OOM killer's first choice in the sandbox: the worker
+        more = b"y" * (100 * 1024 * 1024)
+        return [held, len(more)]
+"""
+
+
+@needs_bwrap
+@needs_cgroups
+async def test_an_oom_kill_in_the_sandbox_is_a_memory_error(confined: FunctionPool) -> None:
+    result = await call(confined, OOM)
+    assert (result.error, result.message) == (
+        CallError.MEMORY,
+        "the function went over its memory limit and its worker died",
+    ), result
+    assert confined.workers(SCOPE) == []  # retired, and its sandbox with it
+
+
 SURVIVOR = """
     import os, time
 

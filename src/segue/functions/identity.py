@@ -129,7 +129,10 @@ def kill_uid(uid: int) -> bool:
     """
     if uid == 0 or uid in (os.getuid(), os.geteuid()) or os.geteuid() != 0:
         return False
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:  # out of processes or memory: the caller falls back to what it has
+        return False
     if pid == 0:  # pragma: no cover - the helper process
         code = 1
         try:

@@ -394,10 +394,19 @@ class FunctionPool:
         }
         _check_runtime(runtime)
         worker = await self._checkout((runtime, scope, version))
-        worker.fetch_timeout = timeout
+        result = await self._run(worker, message, source, timeout)
+        if len(result.logs) > MAX_LOG_BYTES:  # the worker is not trusted to cap them
+            result = replace(result, logs=result.logs[: MAX_LOG_BYTES // 2] + "\n…truncated")
+        return result
+
+    async def _run(
+        self, worker: WorkerProcess, message: dict[str, Any], source: str, limit_s: float
+    ) -> CallResult:
+        """One call in a checked-out worker, which is then freed, swept or retired."""
+        worker.fetch_timeout = limit_s
         started = time.monotonic()
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(limit_s):
                 answer = await worker.exchange(message, source)
             result = CallResult.from_json(answer)
         except framing.FrameTooLarge:  # refused before sending: the worker is untouched
@@ -410,7 +419,7 @@ class FunctionPool:
             return CallResult(
                 ok=False,
                 error=CallError.TIMEOUT,
-                message=f"the function ran longer than {timeout:g} s",
+                message=f"the function ran longer than {limit_s:g} s",
                 duration_ms=(time.monotonic() - started) * 1000,
             )
         except WorkerDied:
@@ -425,8 +434,6 @@ class FunctionPool:
             self._retire(worker)  # cancelled mid-call: the worker may still be running it
             raise
         await self._finish(worker, recycle=answer.get("recycle") is True)
-        if len(result.logs) > MAX_LOG_BYTES:  # the worker is not trusted to cap them
-            result = replace(result, logs=result.logs[: MAX_LOG_BYTES // 2] + "\n…truncated")
         return result
 
     async def _finish(self, worker: WorkerProcess, *, recycle: bool = False) -> None:
