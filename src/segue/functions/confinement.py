@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -22,6 +23,8 @@ from segue.functions.identity import UidLease, kill_uid, processes_of
 
 RELEASE_WAIT_S = 2.0
 SWEEP_WAIT_S = 2.0  # how long killed processes may take to end before the worker goes too
+
+log = logging.getLogger("segue.functions")
 
 
 class Confinement:
@@ -100,6 +103,8 @@ class Confinement:
             while not self.cgroup.remove() and loop.time() < deadline:
                 self.cgroup.kill()
                 await asyncio.sleep(0.005)  # dying members leave the group on their own
+            if self.cgroup.dirs:
+                log.warning("function sandbox groups left behind: %s", self.cgroup.dirs)
         if self.lease is not None:
             self.lease.release()
         shutil.rmtree(self.tempdir, ignore_errors=True)

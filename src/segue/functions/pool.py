@@ -189,6 +189,8 @@ class FunctionPool:
 
     async def _spawn(self, runtime: str) -> WorkerProcess:
         """A new worker, counted from the start; close() waits for it and ends it."""
+        if self._sandbox is None:  # the first choice probes: a process start, off the loop
+            await asyncio.to_thread(lambda: self.sandbox)
         task = asyncio.ensure_future(
             WorkerProcess.start(
                 self.sandbox, runtime, self._serve_fetch, self._retire, self.startup_timeout_s

@@ -12,7 +12,10 @@ It speaks frames (``framing``) on its stdin/stdout with segue's process:
                      {"op": "need_source", "id"}   (the source of that version was not sent)
                      {"op": "fetch", "id", "request": FetchRequest}
 
-Sources are sent once per worker and version, then cached here. The real stdout is
+A worker serves one function scope (a destination, one Send Test Event…) and version
+only: the parent never sends it another's calls, so nothing a function changes in
+this process reaches anyone else. Sources are sent once per worker and version, then
+cached here. The real stdout is
 kept only for frames: fd 1 is pointed at stderr, and fd 0 at /dev/null, so nothing the
 function (or a C library) writes or reads can corrupt the protocol.
 """
