@@ -226,6 +226,9 @@ class FunctionPool:
                 if worker.usable:
                     group.busy.add(worker)
                     return worker
+                self._retire(worker)
+            if self._groups.get(key) is not group:
+                continue  # retiring a dead one emptied the group: look again
             if group.size < self.size:
                 return await self._grow(group)
             future = asyncio.get_running_loop().create_future()
