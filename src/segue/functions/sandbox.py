@@ -60,7 +60,7 @@ from segue.functions.identity import (
 )
 from segue.functions.mountns import Staging
 
-__all__ = ["Limits", "Sandbox", "SandboxMode", "WorkerCommand", "source_root"]
+__all__ = ["Limits", "Sandbox", "SandboxMode", "WorkerCommand", "sandbox_available", "source_root"]
 
 SandboxMode = Literal["auto", "bwrap", "none"]
 MiB = 1024 * 1024
