@@ -7,6 +7,7 @@ without the queue, so what the Developer Center shows is what workers do.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import orjson
@@ -18,6 +19,7 @@ from segue.delivery.transport import Transport
 from segue.delivery.webhook import AttemptRecord, WebhookRequest, build_request, send_webhook
 from segue.destinations.catalog import Catalog
 from segue.destinations.models import App, Destination
+from segue.destinations.redaction import Redactor
 from segue.functions.result import CallError, CallResult
 
 log = logging.getLogger("segue.delivery")
@@ -49,6 +51,7 @@ class FunctionCaller(Protocol):
         timeout_s: float | None = None,
         *,
         scope: str,
+        redact: Callable[[str], str] | None = None,
     ) -> CallResult: ...
 
     async def handlers(
@@ -66,7 +69,7 @@ class Deliverer:
         self.catalog = catalog
         self.transport = transport
         self.functions = functions
-        self._batching: dict[str, bool] = {}  # function version -> has on_batch
+        self._batching: dict[str, bool] = {}  # "<destination id> <version>" -> has on_batch
 
     async def attempt(
         self,
@@ -146,6 +149,9 @@ class Deliverer:
                 settings,
                 timeout_s=destination.options.timeout_s,
                 scope=destination.id,
+                redact=Redactor.for_settings(
+                    settings, self.catalog.sensitive_keys(destination)
+                ).text,
             )
         return FunctionAttemptRecord(handler, event, settings, result, outcome_of_call(result))
 
@@ -185,6 +191,7 @@ class Deliverer:
             destination.settings,
             timeout_s=destination.options.timeout_s,
             scope=destination.id,
+            redact=self.catalog.redactor(destination).text,
         )
         per_event = {item.get("index"): item for item in result.batch_results or ()}
         records = []

@@ -379,10 +379,12 @@ class FunctionPool:
         timeout_s: float | None = None,
         *,
         scope: str,
+        redact: Callable[[str], str] | None = None,
     ) -> CallResult:
         """Run ``handler`` ("track"…, or "batch" with a list of events) in a worker of ``scope``.
 
-        ``version`` identifies ``source``. Problems in user code come back as the
+        ``version`` identifies ``source``. ``redact`` masks the caller's secrets in what
+        the worker writes to segue's log. Problems in user code come back as the
         result's error; RuntimeError only if the pool is closed or no worker can
         start, ValueError for an unknown runtime.
         """
@@ -399,6 +401,8 @@ class FunctionPool:
         }
         _check_runtime(runtime)
         worker = await self._checkout((runtime, scope, version))
+        if redact is not None:
+            worker.redact = redact
         result = await self._run(worker, message, source, timeout)
         if len(result.logs) > MAX_LOG_BYTES:  # the worker is not trusted to cap them
             result = replace(result, logs=result.logs[: MAX_LOG_BYTES // 2] + "\n…truncated")

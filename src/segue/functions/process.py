@@ -59,6 +59,8 @@ class WorkerProcess:
         self.tasks: set[asyncio.Task[None]] = set()  # the current call's fetches
         self.fetch_timeout = 5.0
         self.stderr_tail: deque[bytes] = deque()
+        # masks the current caller's secrets in what the worker writes to segue's log
+        self.redact: Callable[[str], str] = _unchanged
         self.alive, self.retired = True, False
         self.group: Any = None  # the pool's bookkeeping: the scope it serves
         self.idle_since = 0.0
@@ -176,7 +178,7 @@ class WorkerProcess:
             for line in complete:
                 lines += 1
                 if lines <= MAX_STDERR_LINES:
-                    text = line.decode("utf-8", "replace")[:2000]
+                    text = self.redact(line.decode("utf-8", "replace"))[:2000]
                     log.warning("function worker %s: %s", self.process.pid, text)
                 elif lines == MAX_STDERR_LINES + 1:
                     log.warning("function worker %s: (more output dropped)", self.process.pid)
@@ -239,3 +241,7 @@ class WorkerProcess:
         else:
             message = f"the function's worker exited (status {code})"
         return CallResult(ok=False, error=CallError.CRASH, message=message)
+
+
+def _unchanged(text: str) -> str:
+    return text
