@@ -99,6 +99,10 @@ class Segue:
             sandbox=config.functions.sandbox,
             hidden_paths=_private_paths(config),
             fetch=FetchProxy(http),
+            max_workers=config.functions.max_workers,
+            idle_timeout_s=config.functions.idle_timeout_s,
+            max_processes=config.functions.processes,
+            cpu_cores=config.functions.cpu_cores,
         )
         deliverer = Deliverer(catalog, transport, functions)
         worker = None

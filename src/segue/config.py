@@ -48,10 +48,14 @@ SandboxMode = Literal["auto", "bwrap", "none"]
 class FunctionsConfig:
     """The sandbox that runs destination functions."""
 
-    workers: int = 2
+    workers: int = 2  # worker processes per destination (a function scope)
     memory_mb: int = 256
     cpu_s: int = 60  # CPU seconds a worker process may use before it is replaced
     sandbox: SandboxMode = "auto"  # "auto": bubblewrap when available; "bwrap"; "none"
+    max_workers: int = 32  # worker processes in all; idle ones are ended to make room
+    idle_timeout_s: int = 60  # a worker unused this long is ended
+    processes: int = 64  # processes (and threads) one sandbox may hold at once
+    cpu_cores: float = 1.0  # CPU one sandbox may use, where control groups allow it
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,21 +191,30 @@ def _destination(raw: dict[str, Any]) -> dict[str, Any]:
 def _functions(raw: object, origin: str) -> FunctionsConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{origin}: [functions] must be a table")
-    if unknown := set(raw) - {"workers", "memory_mb", "cpu_s", "sandbox"}:
+    known = {"workers", "memory_mb", "cpu_s", "sandbox", "max_workers", "idle_timeout_s"}
+    known |= {"processes", "cpu_cores"}
+    if unknown := set(raw) - known:
         raise ConfigError(f"{origin}: unknown key(s) in [functions]: {', '.join(sorted(unknown))}")
-    for key in ("workers", "memory_mb", "cpu_s"):
+    for key in ("workers", "memory_mb", "cpu_s", "max_workers", "idle_timeout_s", "processes"):
         value = raw.get(key, 1)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{origin}: [functions].{key} must be a whole number ≥ 1")
     sandbox = raw.get("sandbox", "auto")
     if sandbox not in ("auto", "bwrap", "none"):
         raise ConfigError(f"{origin}: [functions].sandbox must be auto, bwrap or none")
+    cores = raw.get("cpu_cores", 1.0)
+    if isinstance(cores, bool) or not isinstance(cores, int | float) or not 0 < cores <= 1024:
+        raise ConfigError(f"{origin}: [functions].cpu_cores must be a number above 0")
     defaults = FunctionsConfig()
     return FunctionsConfig(
         workers=raw.get("workers", defaults.workers),
         memory_mb=raw.get("memory_mb", defaults.memory_mb),
         cpu_s=raw.get("cpu_s", defaults.cpu_s),
         sandbox=sandbox,
+        max_workers=raw.get("max_workers", defaults.max_workers),
+        idle_timeout_s=raw.get("idle_timeout_s", defaults.idle_timeout_s),
+        processes=raw.get("processes", defaults.processes),
+        cpu_cores=float(cores),
     )
 
 
