@@ -234,3 +234,44 @@ def test_segue_port_with_non_ascii_digit() -> None:
 def test_a_database_url_segue_cannot_open_is_a_config_error(url: str, needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
         apply_environment(ServerConfig(), {"SEGUE_DATABASE_URL": url})
+
+
+def test_functions_section_takes_the_sandbox_limits() -> None:
+    config = parse_config(
+        {
+            "functions": {
+                "workers": 3,
+                "max_workers": 10,
+                "idle_timeout_s": 5,
+                "processes": 16,
+                "cpu_cores": 0.5,
+                "sandbox": "none",
+            }
+        }
+    )
+    functions = config.functions
+    assert (functions.workers, functions.max_workers, functions.idle_timeout_s) == (3, 10, 5)
+    assert (functions.processes, functions.cpu_cores, functions.sandbox) == (16, 0.5, "none")
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        ({"max_workers": 0}, "max_workers must be a whole number"),
+        ({"processes": "many"}, "processes must be a whole number"),
+        ({"cpu_cores": 0}, "cpu_cores must be a number above 0"),
+        ({"cpu_cores": True}, "cpu_cores must be a number above 0"),
+        ({"uid": 5}, "unknown key(s) in [functions]: uid"),
+    ],
+)
+def test_functions_section_refuses_bad_values(raw: dict[str, Any], words: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"functions": raw})
+    assert words in str(info.value)
+
+
+def test_egress_allow_rules_with_ports_are_checked() -> None:
+    config = parse_config({"egress": {"allow": ["127.0.0.1:9000", "[::1]:8080", "10.0.0.0/8"]}})
+    assert config.egress.allow == ("127.0.0.1:9000", "[::1]:8080", "10.0.0.0/8")
+    with pytest.raises(ConfigError, match="port must be a number"):
+        parse_config({"egress": {"allow": ["127.0.0.1:99999"]}})
