@@ -248,8 +248,12 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, timeout=10)
-    first = (wrk.stdout or wrk.stderr).splitlines()
+    try:
+        wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, timeout=10)
+    except FileNotFoundError:  # only the ingest benchmark needs wrk (apt-get install wrk)
+        first = ["not installed"]
+    else:
+        first = (wrk.stdout or wrk.stderr).splitlines()
     return {
         "nproc": os.cpu_count(),
         "cpu": model,
