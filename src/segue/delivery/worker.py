@@ -307,11 +307,15 @@ class DeliveryWorker:
     def _queue_settlement(self, settlement: Settlement) -> None:
         destination_id = self._leased.pop(settlement.delivery_id, None)
         if destination_id is not None:
-            self._leases_of[destination_id] -= 1
-            if self._leases_of[destination_id] <= 0:
+            left = self._leases_of[destination_id] = self._leases_of[destination_id] - 1
+            if left <= 0:
                 del self._leases_of[destination_id]
+            # Claim again once the prefetched half is used up: in sets, not one by one
+            # (a claim is a write transaction), and before the destination runs dry.
+            destination = self.catalog.destination_by_id(destination_id)
+            if destination is None or left in (0, destination.options.concurrency):
+                self._wakeup.set()
         self._room.set()
-        self._wakeup.set()  # a destination at its quota may claim again
         self._pending.append(settlement)
         self._settle_ready.set()
 
