@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 from tests.support.endpoint import Endpoint
-from tests.support.server import WRITE_KEY, SegueProcess
+from tests.support.server import LOOPBACK_CONFIG, WRITE_KEY, SegueProcess
 
 EVENTS = 3000
 BATCH = 100
@@ -35,15 +35,7 @@ IDN = "idn"  # a valid internationalised host: converted, then not found (retrie
 
 
 def _config(port: int) -> str:
-    return f"""
-[[sources]]
-name = "test"
-write_key = "{WRITE_KEY}"
-
-[egress]
-allow = ["127.0.0.0/8"]
-allow_http = true
-
+    return f"""{LOOPBACK_CONFIG}
 [[destinations]]
 name = "healthy"
 endpoint = "http://127.0.0.1:{port}/healthy"

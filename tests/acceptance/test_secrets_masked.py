@@ -22,7 +22,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 from tests.support.endpoint import Endpoint, ReceivedRequest, Reply
-from tests.support.server import ADMIN_TOKEN, WRITE_KEY, SegueProcess
+from tests.support.server import ADMIN_TOKEN, LOOPBACK_CONFIG, WRITE_KEY, SegueProcess
 
 SECRET = "sk_live_Zq8wX3vN5tR2pK7m"
 TEST_SECRET = "sk_test_Hy6uJ4bV9cE1xL3s"  # typed into Send Test Event only
@@ -91,15 +91,7 @@ def _config(endpoint: Endpoint) -> str:
             f'\n[[destinations]]\nname = "{name}-d"\napp = "{name}"\nsources = ["test"]\n'
             f'settings = {{ apiKey = "{SECRET}" }}\n'
         )
-    return f"""
-[[sources]]
-name = "test"
-write_key = "{WRITE_KEY}"
-
-[egress]
-allow = ["127.0.0.0/8"]
-allow_http = true
-{apps}"""
+    return LOOPBACK_CONFIG + apps
 
 
 @pytest.fixture(scope="module")

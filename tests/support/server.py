@@ -18,6 +18,19 @@ ADMIN_TOKEN = "test-admin-token"
 WRITE_KEY = "wk_test"
 
 
+# The source `test` and an egress guard open to the loopback test servers: what most
+# configs of a test that delivers start with.
+LOOPBACK_CONFIG = f"""
+[[sources]]
+name = "test"
+write_key = "{WRITE_KEY}"
+
+[egress]
+allow = ["127.0.0.0/8"]
+allow_http = true
+"""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
