@@ -14,7 +14,6 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from segue.bootstrap import new_write_key
 from segue.delivery.testing import SendTestEvent
@@ -24,9 +23,11 @@ from segue.devcenter.openapi import openapi_document
 from segue.devcenter.responses import (
     MAX_PAGE,
     JSONResponse,
+    checked_body,
     decode_cursor,
     encode_cursor,
     error,
+    grouped_routes,
     json_body,
     page_limit,
 )
@@ -35,6 +36,7 @@ from segue.store import EventQuery, Source, SourceExistsError, SourceKind, Store
 
 if TYPE_CHECKING:
     from segue.app import Segue
+    from segue.devcenter.responses import Handler
 
 log = logging.getLogger("segue.admin")
 
@@ -81,22 +83,24 @@ class AdminAPI:
         self.segue = segue  # the running Segue, for the delivery routes
 
     def app(self) -> Starlette:
-        routes = [
-            Route("/openapi.json", self.openapi, methods=["GET"]),
-            Route("/sources", self.list_sources, methods=["GET"]),
-            Route("/sources", self.create_source, methods=["POST"]),
-            Route("/sources/{name}", self.get_source, methods=["GET"]),
-            Route("/sources/{name}", self.update_source, methods=["PATCH"]),
-            Route("/sources/{name}", self.delete_source, methods=["DELETE"]),
-            Route("/events", self.list_events, methods=["GET"]),
-            *self._delivery_routes(),
-        ]
+        routes = grouped_routes(
+            [
+                ("/openapi.json", "GET", self.openapi),
+                ("/sources", "GET", self.list_sources),
+                ("/sources", "POST", self.create_source),
+                ("/sources/{name}", "GET", self.get_source),
+                ("/sources/{name}", "PATCH", self.update_source),
+                ("/sources/{name}", "DELETE", self.delete_source),
+                ("/events", "GET", self.list_events),
+                *self._delivery_routes(),
+            ]
+        )
         return Starlette(
             routes=routes,
             exception_handlers={HTTPException: self._http_error},  # type: ignore[dict-item]
         )
 
-    def _delivery_routes(self) -> list[Route]:
+    def _delivery_routes(self) -> list[tuple[str, str, Handler]]:
         """Apps, destinations, test events, deliveries, stats, retry and replays."""
         if self.segue is None:
             return []
@@ -106,7 +110,8 @@ class AdminAPI:
         return [*catalog_api.routes(), *delivery_api.routes()]
 
     async def _http_error(self, request: Request, exc: HTTPException) -> Response:
-        return error(exc.status_code, exc.detail)
+        """Starlette's own errors (404, 405 with its ``Allow``) as JSON with a message."""
+        return error(exc.status_code, exc.detail, exc.headers)
 
     async def openapi(self, request: Request) -> Response:
         return JSONResponse(openapi_document())
@@ -119,9 +124,7 @@ class AdminAPI:
         )
 
     async def create_source(self, request: Request) -> Response:
-        body = await json_body(request)
-        if unknown := set(body) - {"name", "write_key", "kind", "rate_limit", "enabled"}:
-            return error(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+        body = await checked_body(request, "SourceCreate")
         enabled = body.get("enabled", True)
         if not isinstance(enabled, bool):
             return error(400, "`enabled` must be true or false")
@@ -153,10 +156,7 @@ class AdminAPI:
 
     async def update_source(self, request: Request) -> Response:
         name = request.path_params["name"]
-        body = await json_body(request)
-        allowed = {"enabled", "write_key", "rotate_write_key", "kind", "rate_limit"}
-        if unknown := set(body) - allowed:
-            return error(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+        body = await checked_body(request, "SourcePatch")
         enabled = body.get("enabled")
         if enabled is not None and not isinstance(enabled, bool):
             return error(400, "`enabled` must be true or false")
@@ -199,7 +199,7 @@ class AdminAPI:
             if source is None:
                 return error(404, f"no source named {name!r}")
             source_id = source.id
-        before = decode_cursor(params["cursor"]) if params.get("cursor") else None
+        before = decode_cursor(params.get("cursor"))
         query = EventQuery(
             source_id=source_id,
             user_id=params.get("user_id") or None,

@@ -11,7 +11,6 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from segue.delivery.testing import (
     SendTestError,
@@ -23,10 +22,7 @@ from segue.delivery.testing import (
 from segue.destinations.catalog import Catalog, CatalogError
 from segue.destinations.models import App, Destination
 from segue.destinations.settings import SettingsError, key_from_label, masked, sensitive_keys
-from segue.devcenter.responses import JSONResponse, error, json_body
-
-_TEST_KEYS = frozenset({"type", "event", "settings"})
-_SUITE_KEYS = frozenset({"settings"})
+from segue.devcenter.responses import Handler, JSONResponse, checked_body, error
 
 
 def app_json(app: App, used_by: list[str]) -> dict[str, Any]:
@@ -62,23 +58,23 @@ class CatalogAPI:
         self.catalog = catalog
         self.sender = sender
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[tuple[str, str, Handler]]:
         return [
-            Route("/apps", self.list_apps, methods=["GET"]),
-            Route("/apps", self.create_app, methods=["POST"]),
-            Route("/apps/{name}", self.get_app, methods=["GET"]),
-            Route("/apps/{name}", self.update_app, methods=["PATCH"]),
-            Route("/apps/{name}", self.delete_app, methods=["DELETE"]),
-            Route("/apps/{name}/test", self.test_app, methods=["POST"]),
-            Route("/apps/{name}/test/suite", self.test_app_suite, methods=["POST"]),
-            Route("/settings/key", self.settings_key, methods=["POST"]),
-            Route("/destinations", self.list_destinations, methods=["GET"]),
-            Route("/destinations", self.create_destination, methods=["POST"]),
-            Route("/destinations/{name}", self.get_destination, methods=["GET"]),
-            Route("/destinations/{name}", self.update_destination, methods=["PATCH"]),
-            Route("/destinations/{name}", self.delete_destination, methods=["DELETE"]),
-            Route("/destinations/{name}/test", self.test_destination, methods=["POST"]),
-            Route("/destinations/{name}/test/suite", self.test_destination_suite, methods=["POST"]),
+            ("/apps", "GET", self.list_apps),
+            ("/apps", "POST", self.create_app),
+            ("/apps/{name}", "GET", self.get_app),
+            ("/apps/{name}", "PATCH", self.update_app),
+            ("/apps/{name}", "DELETE", self.delete_app),
+            ("/apps/{name}/test", "POST", self.test_app),
+            ("/apps/{name}/test/suite", "POST", self.test_app_suite),
+            ("/settings/key", "POST", self.settings_key),
+            ("/destinations", "GET", self.list_destinations),
+            ("/destinations", "POST", self.create_destination),
+            ("/destinations/{name}", "GET", self.get_destination),
+            ("/destinations/{name}", "PATCH", self.update_destination),
+            ("/destinations/{name}", "DELETE", self.delete_destination),
+            ("/destinations/{name}/test", "POST", self.test_destination),
+            ("/destinations/{name}/test/suite", "POST", self.test_destination_suite),
         ]
 
     # -- apps ----------------------------------------------------------------
@@ -90,7 +86,7 @@ class CatalogAPI:
         return JSONResponse({"apps": [self._app_json(a) for a in self.catalog.apps()]})
 
     async def create_app(self, request: Request) -> Response:
-        body = await json_body(request)
+        body = await checked_body(request, "AppCreate")
         try:
             app = await self.catalog.save_app(body)
         except ValueError as exc:  # CatalogError, or a URL the catalog could not parse
@@ -105,7 +101,7 @@ class CatalogAPI:
         return JSONResponse(self._app_json(app))
 
     async def update_app(self, request: Request) -> Response:
-        body = await json_body(request)
+        body = await checked_body(request, "AppPatch")
         try:
             app = await self.catalog.save_app(body, replace=request.path_params["name"])
         except ValueError as exc:  # CatalogError, or a URL the catalog could not parse
@@ -120,10 +116,8 @@ class CatalogAPI:
         return Response(status_code=204)
 
     async def settings_key(self, request: Request) -> Response:
-        body = await json_body(request)
-        label = body.get("label")
-        if not isinstance(label, str) or not label.strip():
-            return error(400, "`label` is required: the setting's label")
+        body = await checked_body(request, "SettingKeyRequest")
+        label: str = body["label"]
         try:
             return JSONResponse({"label": label.strip(), "key": key_from_label(label)})
         except SettingsError as exc:
@@ -137,7 +131,7 @@ class CatalogAPI:
         )
 
     async def create_destination(self, request: Request) -> Response:
-        body = await json_body(request)
+        body = await checked_body(request, "DestinationCreate")
         try:
             destination = await self.catalog.save_destination(body)
         except ValueError as exc:  # CatalogError, or a URL the catalog could not parse
@@ -152,7 +146,7 @@ class CatalogAPI:
         return JSONResponse(destination_json(self.catalog, destination))
 
     async def update_destination(self, request: Request) -> Response:
-        body = await json_body(request)
+        body = await checked_body(request, "DestinationPatch")
         try:
             destination = await self.catalog.save_destination(
                 body, replace=request.path_params["name"]
@@ -196,10 +190,9 @@ class CatalogAPI:
     async def _test(
         self, request: Request, target: Callable[[str, object], Destination], *, suite: bool
     ) -> Response:
-        body = await json_body(request, empty_ok=suite)
-        allowed = _SUITE_KEYS if suite else _TEST_KEYS
-        if unknown := set(body) - allowed:
-            return error(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+        body = await checked_body(
+            request, "SuiteRequest" if suite else "TestRequest", empty_ok=suite
+        )
         try:
             destination = target(request.path_params["name"], body.get("settings"))
             if suite:

@@ -13,19 +13,20 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from segue.delivery.replay import ReplayError, ReplayRunner, iso, parse_time, public
 from segue.delivery.webhook import masked_headers
 from segue.destinations.catalog import Catalog
 from segue.destinations.models import Destination
 from segue.devcenter.responses import (
+    Handler,
     JSONResponse,
+    checked_body,
     decode_cursor,
     encode_cursor,
     error,
-    json_body,
     page_limit,
+    path_id,
 )
 from segue.store import (
     Attempt,
@@ -37,7 +38,7 @@ from segue.store import (
 )
 from segue.timeutil import now_ms
 
-_WINDOW = re.compile(r"^(\d+)([smhd])$")
+_WINDOW = re.compile(r"0*([0-9]{1,12})([smhd])")
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 MAX_WINDOW_MS = 90 * 86_400_000
 # Bucket sizes for the summary chart: the smallest that gives at most 60 buckets.
@@ -61,9 +62,9 @@ _RETRYABLE_STATES = {"discarded": DeliveryState.DISCARDED, "expired": DeliverySt
 
 def parse_window(text: str) -> int:
     """``5m``, ``1h``, ``24h``, ``7d`` (and ``30s``) → milliseconds."""
-    match = _WINDOW.match(text.strip())
+    match = _WINDOW.fullmatch(text)
     if not match or int(match.group(1)) <= 0:
-        raise ValueError(f"`window` must look like 5m, 1h, 24h or 7d, not {text!r}")
+        raise ValueError(f"`window` must look like 5m, 1h, 24h or 7d, not {text[:40]!r}")
     window = int(match.group(1)) * _UNIT_MS[match.group(2)]
     if window > MAX_WINDOW_MS:
         raise ValueError("`window` can be at most 90d")
@@ -96,15 +97,15 @@ class DeliveryAPI:
         self.replays = replays
         self.wake = wake
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[tuple[str, str, Handler]]:
         return [
-            Route("/deliveries", self.list_deliveries, methods=["GET"]),
-            Route("/deliveries/retry", self.retry, methods=["POST"]),
-            Route("/deliveries/{id:int}", self.get_delivery, methods=["GET"]),
-            Route("/destinations/{name}/stats", self.stats, methods=["GET"]),
-            Route("/replays", self.list_replays, methods=["GET"]),
-            Route("/replays", self.create_replay, methods=["POST"]),
-            Route("/replays/{id}", self.get_replay, methods=["GET"]),
+            ("/deliveries", "GET", self.list_deliveries),
+            ("/deliveries/retry", "POST", self.retry),
+            ("/deliveries/{id:int}", "GET", self.get_delivery),
+            ("/destinations/{name}/stats", "GET", self.stats),
+            ("/replays", "GET", self.list_replays),
+            ("/replays", "POST", self.create_replay),
+            ("/replays/{id}", "GET", self.get_replay),
         ]
 
     # -- the debugger ----------------------------------------------------------
@@ -118,7 +119,7 @@ class DeliveryAPI:
                 return error(404, f"no destination named {name!r}")
             destination_id = destination.id
         state = None
-        if value := params.get("state"):
+        if (value := params.get("state")) is not None:
             try:
                 state = DeliveryState(value)
             except ValueError:
@@ -129,7 +130,7 @@ class DeliveryAPI:
             state=state,
             reason=params.get("reason") or None,
             limit=limit,
-            before=decode_cursor(params["cursor"]) if params.get("cursor") else None,
+            before=decode_cursor(params.get("cursor")),
         )
         deliveries = await self.store.list_deliveries(query)
         stored = await self.store.get_events([d.event_id for d in deliveries])
@@ -139,7 +140,7 @@ class DeliveryAPI:
         return JSONResponse({"deliveries": shown, "next_cursor": cursor})
 
     async def get_delivery(self, request: Request) -> Response:
-        delivery_id: int = request.path_params["id"]
+        delivery_id = path_id(request)
         delivery = await self.store.get_delivery(delivery_id)
         if delivery is None:
             return error(404, f"no delivery {delivery_id}")
@@ -246,9 +247,7 @@ class DeliveryAPI:
 
     # -- bulk retry ------------------------------------------------------------------
     async def retry(self, request: Request) -> Response:
-        body = await json_body(request)
-        if unknown := set(body) - {"destination", "states", "reason", "since"}:
-            return error(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+        body = await checked_body(request, "RetryRequest")
         name = body.get("destination")
         if not isinstance(name, str) or not name:
             return error(400, "`destination` is required: the destination's name")
@@ -284,9 +283,7 @@ class DeliveryAPI:
 
     # -- replays ---------------------------------------------------------------------
     async def create_replay(self, request: Request) -> Response:
-        body = await json_body(request)
-        if unknown := set(body) - {"source", "destination", "since", "until"}:
-            return error(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+        body = await checked_body(request, "ReplayCreate")
         source_name, destination_name = body.get("source"), body.get("destination")
         if not isinstance(source_name, str) or not source_name:
             return error(400, "`source` is required: the name of the source to replay")

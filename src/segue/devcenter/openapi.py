@@ -8,10 +8,8 @@ from typing import Any
 from segue import __version__
 from segue.devcenter.openapi_delivery import PATHS as DELIVERY_PATHS
 from segue.devcenter.openapi_delivery import SCHEMAS as DELIVERY_SCHEMAS
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+from segue.devcenter.openapi_requests import CURSOR, LIMIT, REQUEST_SCHEMAS
+from segue.devcenter.openapi_requests import ref as _ref
 
 
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
@@ -25,10 +23,11 @@ _SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
         "required": ["message"],
-        "properties": {"message": {"type": "string"}},
+        "properties": {"message": {"type": "string", "minLength": 1}},
     },
     "Source": {
         "type": "object",
+        "required": ["id", "name", "write_key", "kind", "enabled", "rate_limit", "created_at_ms"],
         "properties": {
             "id": {"type": "string"},
             "name": {"type": "string"},
@@ -37,31 +36,24 @@ _SCHEMAS: dict[str, Any] = {
             "enabled": {"type": "boolean"},
             "rate_limit": {"type": ["number", "null"], "description": "requests per second"},
             "created_at_ms": {"type": "integer"},
-            "event_count": {"type": "integer"},
-        },
-    },
-    "SourceCreate": {
-        "type": "object",
-        "required": ["name"],
-        "properties": {
-            "name": {"type": "string", "pattern": "^[a-z0-9_-]+$"},
-            "write_key": {"type": "string", "description": "omitted: generated"},
-            "kind": {"type": "string", "enum": ["standard", "stream"]},
-            "rate_limit": {"type": "number", "minimum": 0},
-        },
-    },
-    "SourcePatch": {
-        "type": "object",
-        "properties": {
-            "enabled": {"type": "boolean"},
-            "write_key": {"type": "string"},
-            "rotate_write_key": {"type": "boolean", "description": "true: generate a new key"},
-            "kind": {"type": "string", "enum": ["standard", "stream"]},
-            "rate_limit": {"type": "number", "minimum": 0, "description": "0 removes the limit"},
+            "event_count": {
+                "type": "integer",
+                "description": "in list, get and create answers",
+            },
         },
     },
     "StoredEvent": {
         "type": "object",
+        "required": [
+            "id",
+            "source_id",
+            "type",
+            "message_id",
+            "user_id",
+            "anonymous_id",
+            "received_at_ms",
+            "event",
+        ],
         "properties": {
             "id": {"type": "integer"},
             "source_id": {"type": "string"},
@@ -86,13 +78,24 @@ def openapi_document() -> dict[str, Any]:
             "description": "Manage sources, apps and destinations; read stored events and "
             "every delivery attempt; send test events, retry and replay. "
             "Every call needs `Authorization: Bearer <admin token>`. "
-            "Sensitive setting values are never returned: they show as `••••••`.",
+            "Sensitive setting values are never returned: they show as `••••••`. "
+            "Every error is JSON with a `message`: 400 for a body, field or query parameter "
+            "this document does not allow (or a rule it states in words), 401 without the "
+            "token, 404 for an unknown object or path, 405 (with `Allow`) for a method a "
+            "path does not have, 409 for a name or key already taken.",
         },
         "servers": [{"url": "/api/v1"}],
         "security": [{"adminToken": []}],
         "components": {
             "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer"}},
-            "schemas": {**_SCHEMAS, **DELIVERY_SCHEMAS},
+            "schemas": {**_SCHEMAS, **REQUEST_SCHEMAS, **DELIVERY_SCHEMAS},
+            "responses": {
+                "MethodNotAllowed": {
+                    "description": "The path has no such method; `Allow` lists those it has",
+                    "headers": {"Allow": {"schema": {"type": "string"}}},
+                    "content": {"application/json": {"schema": _ref("Error")}},
+                }
+            },
         },
         "paths": {
             "/sources": {
@@ -102,6 +105,7 @@ def openapi_document() -> dict[str, Any]:
                         "200": _json(
                             {
                                 "type": "object",
+                                "required": ["sources"],
                                 "properties": {
                                     "sources": {"type": "array", "items": _ref("Source")}
                                 },
@@ -156,27 +160,14 @@ def openapi_document() -> dict[str, Any]:
                         {"name": "source", "in": "query", "schema": {"type": "string"}},
                         {"name": "user_id", "in": "query", "schema": {"type": "string"}},
                         {"name": "type", "in": "query", "schema": {"type": "string"}},
-                        {
-                            "name": "limit",
-                            "in": "query",
-                            "schema": {
-                                "type": "integer",
-                                "minimum": 1,
-                                "maximum": 1000,
-                                "default": 100,
-                            },
-                        },
-                        {
-                            "name": "cursor",
-                            "in": "query",
-                            "schema": {"type": "string"},
-                            "description": "next_cursor of the previous page",
-                        },
+                        LIMIT,
+                        CURSOR,
                     ],
                     "responses": {
                         "200": _json(
                             {
                                 "type": "object",
+                                "required": ["events", "next_cursor"],
                                 "properties": {
                                     "events": {"type": "array", "items": _ref("StoredEvent")},
                                     "next_cursor": {"type": ["string", "null"]},

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from segue.devcenter.openapi_requests import CURSOR, DELIVERY_ID, LIMIT, WINDOW
+from segue.devcenter.openapi_requests import ref as _ref
 from segue.spec.samples import SAMPLE_TYPES
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
@@ -25,8 +23,8 @@ def _list_of(key: str, item: str) -> dict[str, Any]:
 
 
 _ERROR = _json(_ref("Error"), "Error, with a human-readable message")
+_BAD = {"400": _json(_ref("Error"), "Invalid body, field or query parameter"), "401": _ERROR}
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
-_DELIVERY_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
 _REPLAY_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 _STATES = ["pending", "executing", "succeeded", "discarded", "awaiting_retry", "expired"]
 _TIME = {
@@ -39,6 +37,7 @@ _MASKED = "sensitive values are shown as `••••••`; sending that back
 
 _SETTING_FIELD = {
     "type": "object",
+    "required": ["label", "key", "description", "required", "sensitive"],
     "properties": {
         "label": {"type": "string"},
         "key": {"type": "string", "description": "camelCase of the label unless given"},
@@ -49,6 +48,15 @@ _SETTING_FIELD = {
 }
 _OPTIONS = {
     "type": "object",
+    "required": [
+        "timeout_s",
+        "concurrency",
+        "snake_case",
+        "allow_http",
+        "first_backoff_s",
+        "max_backoff_s",
+        "retry_window_s",
+    ],
     "properties": {
         "timeout_s": {"type": "number", "exclusiveMinimum": 0, "default": 5},
         "concurrency": {"type": "integer", "minimum": 1, "default": 32},
@@ -58,15 +66,6 @@ _OPTIONS = {
         "max_backoff_s": {"type": "number", "exclusiveMinimum": 0, "default": 600},
         "retry_window_s": {"type": "number", "exclusiveMinimum": 0, "default": 14400},
     },
-}
-_DESTINATION_INPUT = {
-    "name": {"type": "string", "pattern": "^[a-z0-9_-]+$"},
-    "app": {"type": "string", "description": "an app's name (or give `endpoint`)"},
-    "endpoint": {"type": "string", "format": "uri", "description": "inline http(s) endpoint"},
-    "sources": {"type": "array", "items": {"type": "string"}, "description": "source names"},
-    "settings": {"type": "object", "description": "setting values by key; " + _MASKED},
-    "enabled": {"type": "boolean"},
-    "options": _ref("DeliveryOptions"),
 }
 _SENT_REQUEST = {
     "type": "object",
@@ -109,47 +108,37 @@ SCHEMAS: dict[str, Any] = {
     "SettingField": _SETTING_FIELD,
     "App": {
         "type": "object",
+        "required": ["id", "name", "endpoint", "settings", "destinations", "created_at_ms"],
         "properties": {
             "id": {"type": "string"},
             "name": {"type": "string"},
-            "endpoint": {"type": "string"},
+            "endpoint": {"type": ["string", "null"], "description": "null for a function app"},
             "settings": {"type": "array", "items": _ref("SettingField")},
             "destinations": {"type": "array", "items": {"type": "string"}},
             "created_at_ms": {"type": "integer"},
         },
     },
-    "AppCreate": {
-        "type": "object",
-        "required": ["name", "endpoint"],
-        "properties": {
-            "name": {"type": "string", "pattern": "^[a-z0-9_-]+$"},
-            "endpoint": {"type": "string", "format": "uri"},
-            "settings": {
-                "type": "array",
-                "items": _ref("SettingField"),
-                "description": "the settings builder; `apiKey` is always added",
-            },
-        },
-    },
-    "AppPatch": {
-        "type": "object",
-        "properties": {
-            "endpoint": {"type": "string", "format": "uri"},
-            "settings": {"type": "array", "items": _ref("SettingField")},
-        },
-    },
-    "SettingKeyRequest": {
-        "type": "object",
-        "required": ["label"],
-        "properties": {"label": {"type": "string"}},
-    },
     "SettingKey": {
         "type": "object",
+        "required": ["label", "key"],
         "properties": {"label": {"type": "string"}, "key": {"type": "string"}},
     },
     "DeliveryOptions": _OPTIONS,
     "Destination": {
         "type": "object",
+        "required": [
+            "id",
+            "name",
+            "app",
+            "endpoint",
+            "effective_endpoint",
+            "sources",
+            "settings",
+            "fields",
+            "enabled",
+            "options",
+            "created_at_ms",
+        ],
         "properties": {
             "id": {"type": "string"},
             "name": {"type": "string"},
@@ -166,32 +155,6 @@ SCHEMAS: dict[str, Any] = {
             "options": _ref("DeliveryOptions"),
             "created_at_ms": {"type": "integer"},
         },
-    },
-    "DestinationCreate": {
-        "type": "object",
-        "required": ["name"],
-        "properties": _DESTINATION_INPUT,
-    },
-    "DestinationPatch": {
-        "type": "object",
-        "properties": {k: v for k, v in _DESTINATION_INPUT.items() if k != "name"},
-    },
-    "TestRequest": {
-        "type": "object",
-        "description": "`type` (a generated sample) or `event`",
-        "properties": {
-            "type": {"type": "string", "enum": list(SAMPLE_TYPES)},
-            "event": {"type": "object", "description": "a Segment message, sent as is"},
-            "settings": {
-                "type": "object",
-                "description": "apps: required, checked against the app's settings; "
-                "destinations: laid over the destination's own values",
-            },
-        },
-    },
-    "SuiteRequest": {
-        "type": "object",
-        "properties": {"settings": {"type": "object"}},
     },
     "SentRequest": _SENT_REQUEST,
     "ReceivedResponse": _RECEIVED_RESPONSE,
@@ -226,6 +189,24 @@ SCHEMAS: dict[str, Any] = {
     },
     "Delivery": {
         "type": "object",
+        "required": [
+            "id",
+            "event_id",
+            "destination",
+            "destination_id",
+            "state",
+            "reason",
+            "message",
+            "attempt_count",
+            "replay",
+            "created_at_ms",
+            "updated_at_ms",
+            "next_attempt_at_ms",
+            "completed_at_ms",
+            "latency_ms",
+            "event",
+            "attempts",
+        ],
         "properties": {
             "id": {"type": "integer"},
             "event_id": {"type": "integer"},
@@ -295,33 +276,10 @@ SCHEMAS: dict[str, Any] = {
             },
         },
     },
-    "RetryRequest": {
+    "RetryResult": {
         "type": "object",
-        "required": ["destination"],
-        "properties": {
-            "destination": {"type": "string"},
-            "states": {
-                "type": "array",
-                "items": {"type": "string", "enum": ["discarded", "expired"]},
-                "default": ["discarded", "expired"],
-            },
-            "reason": {"type": "string", "description": "only this reason, e.g. `discarded.400`"},
-            "since": {**_TIME, "description": "only deliveries created since (ISO or epoch ms)"},
-        },
-    },
-    "RetryResult": {"type": "object", "properties": {"retried": {"type": "integer"}}},
-    "ReplayCreate": {
-        "type": "object",
-        "required": ["source", "destination"],
-        "properties": {
-            "source": {"type": "string"},
-            "destination": {
-                "type": "string",
-                "description": "must subscribe to the source and be enabled",
-            },
-            "since": {**_TIME, "description": "start (inclusive); default: all time"},
-            "until": {**_TIME, "description": "end (exclusive); default: now"},
-        },
+        "required": ["retried"],
+        "properties": {"retried": {"type": "integer"}},
     },
     "ReplayProgress": {
         "type": "object",
@@ -335,6 +293,22 @@ SCHEMAS: dict[str, Any] = {
     },
     "Replay": {
         "type": "object",
+        "required": [
+            "id",
+            "source",
+            "destination",
+            "since",
+            "until",
+            "since_ms",
+            "until_ms",
+            "queued",
+            "state",
+            "error",
+            "created_at",
+            "created_at_ms",
+            "finished_at",
+            "finished_at_ms",
+        ],
         "properties": {
             "id": {"type": "string"},
             "source": {"type": "string"},
@@ -370,8 +344,7 @@ def _crud(kind: str, schema: str, conflict: str) -> dict[str, Any]:
                 "requestBody": _body(_ref(f"{schema}Create")),
                 "responses": {
                     "201": _json(_ref(schema), "Created"),
-                    "400": _ERROR,
-                    "401": _ERROR,
+                    **_BAD,
                     "409": _ERROR,
                 },
             },
@@ -387,8 +360,7 @@ def _crud(kind: str, schema: str, conflict: str) -> dict[str, Any]:
                 "requestBody": _body(_ref(f"{schema}Patch")),
                 "responses": {
                     "200": _json(_ref(schema)),
-                    "400": _ERROR,
-                    "401": _ERROR,
+                    **_BAD,
                     "404": _ERROR,
                 },
             },
@@ -415,8 +387,7 @@ def _tests(kind: str) -> dict[str, Any]:
                 "requestBody": _body(_ref("TestRequest")),
                 "responses": {
                     "200": _json(_ref("TestResult"), "What segue sent and what came back"),
-                    "400": _ERROR,
-                    "401": _ERROR,
+                    **_BAD,
                     "404": _ERROR,
                 },
             },
@@ -428,26 +399,13 @@ def _tests(kind: str) -> dict[str, Any]:
                 "requestBody": _body(_ref("SuiteRequest"), required=False),
                 "responses": {
                     "200": _json(_list_of("results", "SuiteRow"), "One row per type"),
-                    "400": _ERROR,
-                    "401": _ERROR,
+                    **_BAD,
                     "404": _ERROR,
                 },
             },
         },
     }
 
-
-_LIMIT = {
-    "name": "limit",
-    "in": "query",
-    "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
-}
-_CURSOR = {
-    "name": "cursor",
-    "in": "query",
-    "schema": {"type": "string"},
-    "description": "next_cursor of the previous page",
-}
 
 PATHS: dict[str, Any] = {
     **_crud("app", "App", " (409 while a destination uses it)"),
@@ -457,7 +415,7 @@ PATHS: dict[str, Any] = {
             "summary": "The settings builder's key for a label (`Custom Setting` → "
             "`customSetting`)",
             "requestBody": _body(_ref("SettingKeyRequest")),
-            "responses": {"200": _json(_ref("SettingKey")), "400": _ERROR, "401": _ERROR},
+            "responses": {"200": _json(_ref("SettingKey")), **_BAD},
         }
     },
     **_crud("destination", "Destination", ""),
@@ -466,18 +424,10 @@ PATHS: dict[str, Any] = {
         "parameters": [_NAME],
         "get": {
             "summary": "Event Delivery summary: counts, latency, buckets, failure reasons",
-            "parameters": [
-                {
-                    "name": "window",
-                    "in": "query",
-                    "schema": {"type": "string", "pattern": "^[0-9]+[smhd]$", "default": "1h"},
-                    "description": "5m, 1h, 24h, 7d…",
-                }
-            ],
+            "parameters": [WINDOW],
             "responses": {
                 "200": _json(_ref("Stats")),
-                "400": _ERROR,
-                "401": _ERROR,
+                **_BAD,
                 "404": _ERROR,
             },
         },
@@ -491,6 +441,7 @@ PATHS: dict[str, Any] = {
                     "name": "state",
                     "in": "query",
                     "schema": {"type": "string", "enum": _STATES},
+                    "description": "given (even empty), one of the states",
                 },
                 {
                     "name": "reason",
@@ -498,30 +449,30 @@ PATHS: dict[str, Any] = {
                     "schema": {"type": "string"},
                     "description": "e.g. `discarded.400`",
                 },
-                _LIMIT,
-                _CURSOR,
+                LIMIT,
+                CURSOR,
             ],
             "responses": {
                 "200": _json(
                     {
                         "type": "object",
+                        "required": ["deliveries", "next_cursor"],
                         "properties": {
                             "deliveries": {"type": "array", "items": _ref("Delivery")},
                             "next_cursor": _NULLABLE_STR,
                         },
                     }
                 ),
-                "400": _ERROR,
-                "401": _ERROR,
+                **_BAD,
                 "404": _ERROR,
             },
         }
     },
     "/deliveries/{id}": {
-        "parameters": [_DELIVERY_ID],
+        "parameters": [DELIVERY_ID],
         "get": {
             "summary": "One delivery with its attempts and event",
-            "responses": {"200": _json(_ref("Delivery")), "401": _ERROR, "404": _ERROR},
+            "responses": {"200": _json(_ref("Delivery")), **_BAD, "404": _ERROR},
         },
     },
     "/deliveries/retry": {
@@ -530,8 +481,7 @@ PATHS: dict[str, Any] = {
             "requestBody": _body(_ref("RetryRequest")),
             "responses": {
                 "200": _json(_ref("RetryResult")),
-                "400": _ERROR,
-                "401": _ERROR,
+                **_BAD,
                 "404": _ERROR,
             },
         }
@@ -548,8 +498,7 @@ PATHS: dict[str, Any] = {
             "requestBody": _body(_ref("ReplayCreate")),
             "responses": {
                 "202": _json(_ref("Replay"), "Started"),
-                "400": _ERROR,
-                "401": _ERROR,
+                **_BAD,
             },
         },
     },
