@@ -24,6 +24,8 @@ from segue.ingest.body import (
     decode_content,
     read_body,
 )
+from segue.ingest.browser import is_browser_route, serve_browser_route
+from segue.ingest.cors import CORS, PREFLIGHT
 from segue.ingest.pipeline import BatchFields, Ingestor, IngestOutcome, ItemRejection
 from segue.ingest.ratelimit import RateLimiter
 from segue.ingest.rejections import Rejected, RejectionLog
@@ -54,16 +56,8 @@ _SINGLE_ROUTES = {
 _BATCH_ROUTES = frozenset({"batch", "import", "b"})
 
 _OK = orjson.dumps({"success": True})
-_CORS = [
-    (b"access-control-allow-origin", b"*"),
-    (b"access-control-allow-credentials", b"false"),
-]
-_PREFLIGHT = [
-    *_CORS,
-    (b"access-control-allow-methods", b"POST, GET, OPTIONS"),
-    (b"access-control-allow-headers", b"authorization, content-type, content-encoding"),
-    (b"access-control-max-age", b"86400"),
-]
+_CORS = CORS
+_PREFLIGHT = PREFLIGHT
 # A transparent 1x1 GIF, what Segment's pixel endpoint answers.
 PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 
@@ -129,6 +123,12 @@ class TrackingAPI:
         try:
             if method == "GET" and name.startswith("pixel/"):
                 await self._pixel(scope, send, name[6:])
+                return
+            if is_browser_route(name):  # analytics.js: settings, telemetry
+                trust = self.settings.trust_forwarded_for
+                await serve_browser_route(
+                    scope, receive, send, name, self.sources, trust_forwarded=trust
+                )
                 return
             if name in _BATCH_ROUTES or name in _SINGLE_ROUTES:
                 if method != "POST":
