@@ -36,6 +36,7 @@ from segue.devcenter.auth import BearerTokenGuard
 from segue.devcenter.web import WebUI
 from segue.functions.pool import FunctionPool
 from segue.functions.proxy import FetchProxy
+from segue.ingest.analytics_js import is_analytics_js_path, serve_analytics_js
 from segue.ingest.app import IngestSettings, TrackingAPI
 from segue.ingest.pipeline import Ingestor
 from segue.ingest.sources import SourceDirectory
@@ -223,6 +224,8 @@ class Segue:
                 await self.tracking(scope, receive, send)
             elif path.startswith("/api/v1/") or path == "/api/v1":
                 await self._admin_app(scope, receive, send)
+            elif is_analytics_js_path(path):  # analytics.js from an installed npm package
+                await serve_analytics_js(scope, send)
             elif path == "/health":
                 await send_json(send, 200, {"status": "ok", "store": _dialect(self.store)})
             elif path == "/metrics":
