@@ -131,7 +131,7 @@ class CatalogAPI:
         )
 
     async def create_destination(self, request: Request) -> Response:
-        body = await checked_body(request, "DestinationCreate")
+        body = _whole_numbers(await checked_body(request, "DestinationCreate"))
         try:
             destination = await self.catalog.save_destination(body)
         except ValueError as exc:  # CatalogError, or a URL the catalog could not parse
@@ -146,7 +146,7 @@ class CatalogAPI:
         return JSONResponse(destination_json(self.catalog, destination))
 
     async def update_destination(self, request: Request) -> Response:
-        body = await checked_body(request, "DestinationPatch")
+        body = _whole_numbers(await checked_body(request, "DestinationPatch"))
         try:
             destination = await self.catalog.save_destination(
                 body, replace=request.path_params["name"]
@@ -201,6 +201,14 @@ class CatalogAPI:
         except (CatalogError, SendTestError) as exc:
             return error(_status(exc), str(exc))
         return JSONResponse(await self.sender.send(destination, event))
+
+
+def _whole_numbers(body: dict[str, Any]) -> dict[str, Any]:
+    """JSON has no integers apart: ``32.0`` is the integer 32, as the document says."""
+    options = body.get("options")
+    if isinstance(options, dict) and isinstance(options.get("concurrency"), float):
+        body["options"] = {**options, "concurrency": int(options["concurrency"])}
+    return body
 
 
 def _status(exc: ValueError) -> int:

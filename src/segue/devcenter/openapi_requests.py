@@ -301,7 +301,7 @@ REQUEST_SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "required": ["source", "destination"],
         "description": "the destination must subscribe to the source and be enabled, and "
-        "`until` must come after `since` (else 400)",
+        "`until` (default: now) must come after `since` (else 400)",
         "properties": {
             "source": _SOURCE_NAME,
             "destination": _DESTINATION_NAME,
