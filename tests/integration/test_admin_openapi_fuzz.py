@@ -41,12 +41,12 @@ from schemathesis.specs.openapi.checks import (
     unsupported_method,
 )
 from schemathesis.specs.openapi.formats import unregister_string_format
+from tests.support.transport import AlwaysOK
 
 from segue.app import Segue
 from segue.config import EgressConfig, ServerConfig
 from segue.delivery.endpoint import EndpointError, normalized_endpoint
 from segue.delivery.replay import ReplayError, parse_time
-from segue.delivery.webhook import WebhookRequest, WebhookResponse
 from segue.destinations.settings import SettingsError, key_from_label
 from segue.devcenter.openapi import openapi_document
 
@@ -70,18 +70,6 @@ FORMATS = ("source-name", "app-name", "destination-name", "server-file", "segue-
 SENT: list[str] = []
 # what a `function` field names: a file segue can read (written when the server starts)
 FUNCTION_FILE = Path(tempfile.gettempdir()) / f"segue_fuzz_function_{os.getpid()}.py"
-
-
-class AlwaysOK:
-    """The webhook transport: every POST answered 200 in-process."""
-
-    async def post(
-        self, request: WebhookRequest, *, timeout_s: float, allow_http: bool = False
-    ) -> WebhookResponse:
-        return WebhookResponse(200, (("content-type", "application/json"),), b'{"ok":true}')
-
-    async def close(self) -> None:
-        return None
 
 
 class Restartable:

@@ -11,13 +11,14 @@ from typing import Any
 import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Match, Route
 
 from segue.devcenter.openapi_requests import CURSOR_PATTERN, MAX_ID, MAX_PAGE, REQUEST_SCHEMAS
 from segue.devcenter.validation import SchemaError, Validator
 
 Handler = Callable[[Request], Awaitable[Response]]
+ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 _INTEGER = re.compile(r"-?[0-9]{1,30}")
 _CURSOR = re.compile(CURSOR_PATTERN.strip("^$"))
@@ -107,6 +108,23 @@ def grouped_routes(handlers: Iterable[tuple[str, str, Handler]]) -> list[Route]:
     return [
         Route(path, _dispatch(methods), methods=list(methods)) for path, methods in by_path.items()
     ]
+
+
+def allow_every_method(routes: list[BaseRoute]) -> ExceptionHandler:
+    """A 405 handler for apps that route one path through several Routes (one per
+    method): ``Allow`` names the methods of all of them, not only of the first."""
+
+    async def method_not_allowed(request: Request, exc: Exception) -> Response:
+        allowed: set[str] = set()
+        for route in routes:
+            if isinstance(route, Route) and route.methods:
+                match, _ = route.matches(request.scope)
+                if match is not Match.NONE:
+                    allowed |= route.methods
+        allow = ", ".join(sorted(allowed)) or getattr(exc, "headers", {}).get("Allow", "")
+        return PlainTextResponse("Method Not Allowed", 405, headers={"Allow": allow})
+
+    return method_not_allowed
 
 
 def _dispatch(methods: dict[str, Handler]) -> Handler:

@@ -26,7 +26,7 @@ from starlette.staticfiles import StaticFiles
 
 from segue.bootstrap import new_write_key
 from segue.devcenter.admin import event_json
-from segue.devcenter.responses import JSONResponse
+from segue.devcenter.responses import JSONResponse, allow_every_method
 from segue.devcenter.web import app_pages, destination_pages
 from segue.devcenter.web.csrf import FIELD, HEADER, csrf_ok
 from segue.devcenter.web.session import COOKIE, Session, SessionSigner
@@ -113,7 +113,8 @@ class WebUI:
             *destination_pages.routes(self),
             Mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
-        return Starlette(routes=routes)
+        # one path, several Routes (a page and its form): a 405 names all their methods
+        return Starlette(routes=routes, exception_handlers={405: allow_every_method(routes)})
 
     # -- sessions, CSRF, rendering -------------------------------------------------
 
