@@ -23,7 +23,11 @@ def ref(name: str) -> dict[str, str]:
 
 
 NAME_PATTERN = "^[a-z0-9_-]+$"
-_NAME = {"type": "string", "pattern": NAME_PATTERN}
+_NAME = {
+    "type": "string",
+    "pattern": NAME_PATTERN,
+    "x-invalid": "is required: lower-case letters, digits, - and _",
+}
 _NEW_NAME = {
     **_NAME,
     "not": {"const": "new"},

@@ -30,6 +30,15 @@ _TYPES: dict[str, Callable[[object], bool]] = {
         or (isinstance(v, float) and v.is_integer())
     ),
 }
+_WORDS = {
+    "object": "an object",
+    "array": "a list",
+    "string": "a string",
+    "boolean": "true or false",
+    "null": "null",
+    "number": "a number",
+    "integer": "a whole number",
+}
 _DATE_TIME = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
@@ -84,7 +93,7 @@ class Validator:
             return
         names = [wanted] if isinstance(wanted, str) else list(wanted)
         if not any(_TYPES[name](value) for name in names):
-            raise SchemaError(f"{_where(path)} must be {' or '.join(names)}")
+            raise SchemaError(f"{_where(path)} must be {' or '.join(_WORDS[n] for n in names)}")
 
     def _check_choices(self, value: object, schema: Schema, path: str) -> None:
         if "enum" in schema and not any(_same(value, v) for v in schema["enum"]):
@@ -109,7 +118,7 @@ class Validator:
             raise SchemaError(f"{_where(path)} is longer than {schema['maxLength']} characters")
         if "pattern" in schema and not _matches(schema["pattern"], value):
             raise SchemaError(
-                schema.get("x-invalid") or f"{_where(path)} must match {schema['pattern']}"
+                _custom(schema, path) or f"{_where(path)} must match {schema['pattern']}"
             )
         if "format" in schema and not _format_ok(schema["format"], value):
             raise SchemaError(f"{_where(path)} must be a {schema['format']} (ISO 8601)")
