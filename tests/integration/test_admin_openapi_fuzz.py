@@ -19,6 +19,7 @@ before they are sent (``follow_stated_rules``); invalid cases are sent as genera
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 import time
@@ -162,7 +163,9 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[asgi.ASGIClient
 
 
 # The document as the server builds it (no app needed to read it); calls go in-process.
-schema = schemathesis.openapi.from_dict(openapi_document())
+schema = schemathesis.openapi.from_dict(
+    copy.deepcopy(openapi_document())
+)  # the server keeps its own
 # Every call carries the admin token (401s have their own tests): no generated or
 # removed Authorization header that the token sent below would silently undo.
 schema.config.generation.update(with_security_parameters=False)

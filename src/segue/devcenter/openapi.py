@@ -68,6 +68,90 @@ _SCHEMAS: dict[str, Any] = {
 }
 
 
+_SOURCE_PATHS: dict[str, Any] = {
+    "/sources": {
+        "get": {
+            "summary": "List sources with their event counts",
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["sources"],
+                        "properties": {"sources": {"type": "array", "items": _ref("Source")}},
+                    }
+                ),
+                "401": _ERROR,
+            },
+        },
+        "post": {
+            "summary": "Create a source",
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref("SourceCreate")}},
+            },
+            "responses": {
+                "201": _json(_ref("Source"), "Created"),
+                "400": _ERROR,
+                "401": _ERROR,
+                "409": _ERROR,
+            },
+        },
+    },
+    "/sources/{name}": {
+        "parameters": [_NAME],
+        "get": {
+            "summary": "One source",
+            "responses": {"200": _json(_ref("Source")), "401": _ERROR, "404": _ERROR},
+        },
+        "patch": {
+            "summary": "Enable or disable, rotate the write key, set the rate limit",
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref("SourcePatch")}},
+            },
+            "responses": {
+                "200": _json(_ref("Source")),
+                "400": _ERROR,
+                "401": _ERROR,
+                "404": _ERROR,
+                "409": _ERROR,
+            },
+        },
+        "delete": {
+            "summary": "Delete a source (its stored events stay)",
+            "responses": {"204": {"description": "Deleted"}, "401": _ERROR, "404": _ERROR},
+        },
+    },
+    "/events": {
+        "get": {
+            "summary": "Stored, normalised events, newest first",
+            "parameters": [
+                {"name": "source", "in": "query", "schema": {"type": "string"}},
+                {"name": "user_id", "in": "query", "schema": {"type": "string"}},
+                {"name": "type", "in": "query", "schema": {"type": "string"}},
+                LIMIT,
+                CURSOR,
+            ],
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["events", "next_cursor"],
+                        "properties": {
+                            "events": {"type": "array", "items": _ref("StoredEvent")},
+                            "next_cursor": {"type": ["string", "null"]},
+                        },
+                    }
+                ),
+                "400": _ERROR,
+                "401": _ERROR,
+                "404": _ERROR,
+            },
+        }
+    },
+}
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     return {
@@ -97,89 +181,5 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
         },
-        "paths": {
-            "/sources": {
-                "get": {
-                    "summary": "List sources with their event counts",
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["sources"],
-                                "properties": {
-                                    "sources": {"type": "array", "items": _ref("Source")}
-                                },
-                            }
-                        ),
-                        "401": _ERROR,
-                    },
-                },
-                "post": {
-                    "summary": "Create a source",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": _ref("SourceCreate")}},
-                    },
-                    "responses": {
-                        "201": _json(_ref("Source"), "Created"),
-                        "400": _ERROR,
-                        "401": _ERROR,
-                        "409": _ERROR,
-                    },
-                },
-            },
-            "/sources/{name}": {
-                "parameters": [_NAME],
-                "get": {
-                    "summary": "One source",
-                    "responses": {"200": _json(_ref("Source")), "401": _ERROR, "404": _ERROR},
-                },
-                "patch": {
-                    "summary": "Enable or disable, rotate the write key, set the rate limit",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": _ref("SourcePatch")}},
-                    },
-                    "responses": {
-                        "200": _json(_ref("Source")),
-                        "400": _ERROR,
-                        "401": _ERROR,
-                        "404": _ERROR,
-                        "409": _ERROR,
-                    },
-                },
-                "delete": {
-                    "summary": "Delete a source (its stored events stay)",
-                    "responses": {"204": {"description": "Deleted"}, "401": _ERROR, "404": _ERROR},
-                },
-            },
-            "/events": {
-                "get": {
-                    "summary": "Stored, normalised events, newest first",
-                    "parameters": [
-                        {"name": "source", "in": "query", "schema": {"type": "string"}},
-                        {"name": "user_id", "in": "query", "schema": {"type": "string"}},
-                        {"name": "type", "in": "query", "schema": {"type": "string"}},
-                        LIMIT,
-                        CURSOR,
-                    ],
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["events", "next_cursor"],
-                                "properties": {
-                                    "events": {"type": "array", "items": _ref("StoredEvent")},
-                                    "next_cursor": {"type": ["string", "null"]},
-                                },
-                            }
-                        ),
-                        "400": _ERROR,
-                        "401": _ERROR,
-                        "404": _ERROR,
-                    },
-                }
-            },
-            **DELIVERY_PATHS,
-        },
+        "paths": {**_SOURCE_PATHS, **DELIVERY_PATHS},
     }
