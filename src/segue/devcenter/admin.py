@@ -111,7 +111,10 @@ class AdminAPI:
 
     async def _http_error(self, request: Request, exc: HTTPException) -> Response:
         """Starlette's own errors (404, 405 with its ``Allow``) as JSON with a message."""
-        return error(exc.status_code, exc.detail, exc.headers)
+        headers = dict(exc.headers or {})
+        if "Allow" in headers:  # Starlette joins a set: name the methods in one order
+            headers["Allow"] = ", ".join(sorted(m.strip() for m in headers["Allow"].split(",")))
+        return error(exc.status_code, exc.detail, headers)
 
     async def openapi(self, request: Request) -> Response:
         return JSONResponse(openapi_document())
