@@ -1,5 +1,6 @@
 """Durable state behind the ``Store`` protocol: SQLite (embedded) and PostgreSQL."""
 
+from segue.store.availability import StoreHealth, StoreUnavailableError, UnavailableReason
 from segue.store.claims import ClaimQuotas
 from segue.store.protocol import SourceExistsError, Store
 from segue.store.records import (
@@ -36,5 +37,8 @@ __all__ = [
     "SourceExistsError",
     "SourceKind",
     "Store",
+    "StoreHealth",
+    "StoreUnavailableError",
     "StoredEvent",
+    "UnavailableReason",
 ]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from segue.store.availability import StoreHealth, StoreUnavailableError, UnavailableReason
 from segue.store.claims import ClaimQuotas, allot
 from segue.store.protocol import SourceExistsError
 from segue.store.records import (
@@ -29,6 +30,21 @@ from segue.store.records import (
 from segue.timeutil import now_ms
 
 _DUE_STATES = (DeliveryState.PENDING, DeliveryState.AWAITING_RETRY)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _writes(
+    method: Callable[Concatenate[InMemoryStore, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[InMemoryStore, P], Coroutine[Any, Any, R]]:
+    """A method that changes state: refused while writes fail (``fail_writes``)."""
+
+    async def guarded(self: InMemoryStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        if self.failing is not None:
+            raise StoreUnavailableError(self.failing, "simulated by the in-memory store")
+        return await method(self, *args, **kwargs)
+
+    return guarded
 
 
 class InMemoryStore:
@@ -44,6 +60,7 @@ class InMemoryStore:
         self.meta: dict[str, str] = {}
         self.attempts: list[Attempt] = []
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.failing: UnavailableReason | None = None
 
     async def open(self) -> None:
         return None
@@ -51,6 +68,20 @@ class InMemoryStore:
     async def close(self) -> None:
         return None
 
+    # -- simulating a store that cannot write (a full disk, a read-only file) ---
+    def fail_writes(self, reason: UnavailableReason = UnavailableReason.DISK_FULL) -> None:
+        """From now on every write raises StoreUnavailableError; reads still work."""
+        self.failing = reason
+
+    def allow_writes(self) -> None:
+        self.failing = None
+
+    async def health(self) -> StoreHealth:
+        if self.failing is not None:
+            return StoreHealth.unavailable(self.failing, "simulated by the in-memory store")
+        return StoreHealth(ok=True)
+
+    @_writes
     async def create_source(
         self,
         name: str,
@@ -77,6 +108,7 @@ class InMemoryStore:
     async def list_sources(self) -> list[Source]:
         return sorted(self.sources.values(), key=lambda s: s.name)
 
+    @_writes
     async def update_source(
         self,
         name: str,
@@ -103,9 +135,11 @@ class InMemoryStore:
         self.sources[name] = updated
         return updated
 
+    @_writes
     async def delete_source(self, name: str) -> bool:
         return self.sources.pop(name, None) is not None
 
+    @_writes
     async def append_events(
         self, events: Sequence[NewEvent], *, dedup_window_ms: int
     ) -> list[bool]:
@@ -168,12 +202,14 @@ class InMemoryStore:
     async def count_events(self, source_id: str | None = None) -> int:
         return sum(1 for e in self.events if source_id is None or e.source_id == source_id)
 
+    @_writes
     async def prune_dedup(self, older_than_ms: int) -> int:
         old = [key for key, seen in self.dedup.items() if seen < older_than_ms]
         for key in old:
             del self.dedup[key]
         return len(old)
 
+    @_writes
     async def claim_deliveries(
         self,
         worker: str,
@@ -219,6 +255,7 @@ class InMemoryStore:
             )
         return claimed
 
+    @_writes
     async def extend_leases(self, worker: str, ids: Sequence[int], until_ms: int) -> int:
         extended = 0
         for delivery_id in ids:
@@ -235,6 +272,7 @@ class InMemoryStore:
                 extended += 1
         return extended
 
+    @_writes
     async def release_leases(self, worker: str, now_ms: int) -> int:
         released = 0
         for delivery_id, owner in list(self._owners.items()):
@@ -251,6 +289,7 @@ class InMemoryStore:
                 released += 1
         return released
 
+    @_writes
     async def settle_deliveries(self, settlements: Sequence[Settlement], now_ms: int) -> None:
         for s in settlements:
             current = self.deliveries[s.delivery_id]
@@ -333,6 +372,7 @@ class InMemoryStore:
             reasons=sorted(((r, s, n) for (r, s), n in reasons.items()), key=lambda x: -x[2]),
         )
 
+    @_writes
     async def retry_deliveries(self, retry: RetryFilter, now_ms: int) -> int:
         count = 0
         for d in list(self.deliveries.values()):
@@ -354,6 +394,7 @@ class InMemoryStore:
                 count += 1
         return count
 
+    @_writes
     async def enqueue_replay(
         self,
         source_id: str,
@@ -396,6 +437,7 @@ class InMemoryStore:
                 counts[d.state.value] = counts.get(d.state.value, 0) + 1
         return counts
 
+    @_writes
     async def put_object(self, kind: str, name: str, doc: dict[str, Any]) -> None:
         self.objects[(kind, name)] = copy.deepcopy(doc)
 
@@ -406,11 +448,13 @@ class InMemoryStore:
     async def list_objects(self, kind: str) -> list[dict[str, Any]]:
         return [copy.deepcopy(d) for (k, _), d in sorted(self.objects.items()) if k == kind]
 
+    @_writes
     async def delete_object(self, kind: str, name: str) -> bool:
         return self.objects.pop((kind, name), None) is not None
 
     async def get_meta(self, key: str) -> str | None:
         return self.meta.get(key)
 
+    @_writes
     async def set_meta(self, key: str, value: str) -> None:
         self.meta[key] = value

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from segue.store.availability import StoreHealth
 from segue.store.claims import ClaimQuotas
 from segue.store.records import (
     Attempt,
@@ -31,13 +32,21 @@ class SourceExistsError(Exception):
 
 
 class Store(Protocol):
-    """Durable state of one segue deployment."""
+    """Durable state of one segue deployment.
+
+    When the store cannot write for a reason outside segue (a full disk, a read-only
+    file, an I/O error), a method raises ``StoreUnavailableError`` and nothing of
+    that call was stored; the same call succeeds once the cause is gone.
+    """
 
     async def open(self) -> None:
         """Connect and apply pending schema migrations."""
 
     async def close(self) -> None:
         """Flush pending writes and release connections."""
+
+    async def health(self) -> StoreHealth:
+        """Whether writes succeed now, and if not, why. Cheap: fit for ``/health``."""
 
     # -- sources -----------------------------------------------------------
     async def create_source(

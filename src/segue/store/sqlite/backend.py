@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from segue.store.availability import StoreHealth
 from segue.store.claims import ClaimQuotas, allot
 from segue.store.protocol import SourceExistsError
 from segue.store.queries import load_queries
@@ -34,12 +35,15 @@ from segue.store.records import (
     StoredEvent,
 )
 from segue.store.sqlite.connection import connect, migrate
+from segue.store.sqlite.errors import as_store_unavailable
+from segue.store.sqlite.health import WriteHealthProbe
 from segue.store.sqlite.writer import CommitObserver, GroupCommitWriter
 from segue.timeutil import now_ms
 
 T = TypeVar("T")
 Q = load_queries("sqlite")
 _PRUNE_PAGE = 5000
+_HEALTH_PROBE_KEY = "health_probe"
 
 
 class SQLiteStore:
@@ -64,6 +68,7 @@ class SQLiteStore:
         self._local = threading.local()
         self._read_connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._health = WriteHealthProbe(self._writer, self._test_write, self.path.parent)
 
     def _connect_writer(self) -> sqlite3.Connection:
         conn = connect(self.path, synchronous=self._synchronous)
@@ -82,13 +87,26 @@ class SQLiteStore:
                 conn.close()
             self._read_connections.clear()
 
+    async def health(self) -> StoreHealth:
+        """Whether writes succeed now (cached for a second; see ``sqlite.health``)."""
+        return await self._health.check()
+
+    async def _test_write(self) -> None:
+        await self._write(lambda c: c.execute(Q["upsert_meta"], (_HEALTH_PROBE_KEY, str(now_ms()))))
+
     # -- plumbing ----------------------------------------------------------
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._writer.submit(fn)
+        return await self._writer.submit(fn)  # store errors arrive as StoreUnavailableError
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, self._with_reader, fn)
+        try:
+            return await loop.run_in_executor(self._readers, self._with_reader, fn)
+        except (sqlite3.Error, OSError) as exc:
+            unavailable = as_store_unavailable(exc)
+            if unavailable is None:
+                raise
+            raise unavailable from exc
 
     def _with_reader(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
