@@ -28,13 +28,22 @@ from segue.delivery.policy import AttemptOutcome, FailureKind, RetryDecision
 from segue.destinations.catalog import Catalog
 from segue.destinations.models import DeliveryOptions, Destination
 from segue.metrics import Metrics
-from segue.store import ClaimedDelivery, ClaimQuotas, DeliveryState, Settlement, Store
+from segue.store import (
+    ClaimedDelivery,
+    ClaimQuotas,
+    DeliveryState,
+    Settlement,
+    Store,
+    StoreUnavailableError,
+)
 from segue.timeutil import now_ms
 
 log = logging.getLogger("segue.delivery")
 # A destination may hold this many times its concurrency in leases: the requests it
 # has in flight, and the next ones, claimed while those run.
 PREFETCH = 2
+# Settlements the store could not take (a full disk) are kept and tried again this soon.
+SETTLE_RETRY_S = 1.0
 
 
 class DeliveryWorker:
@@ -74,6 +83,7 @@ class DeliveryWorker:
         self._last_served = ""  # the claim rotation: who came last
         self._semaphores: dict[str, tuple[int, asyncio.Semaphore]] = {}
         self._stopping = False
+        self._settle_failing = False  # the store refused settlements (a full disk)
 
     def wake(self) -> None:
         """New deliveries were committed: look now rather than at the next poll."""
@@ -141,6 +151,10 @@ class DeliveryWorker:
             claimed = await self.store.claim_deliveries(
                 self.name, limit, self.clock(), self.lease_ms, self.quotas()
             )
+        except StoreUnavailableError as exc:
+            log.warning("claiming deliveries failed (%s); trying again shortly", exc)
+            await asyncio.sleep(self.idle_poll_s)
+            return []
         except Exception:
             log.exception("claiming deliveries failed; trying again shortly")
             await asyncio.sleep(self.idle_poll_s)
@@ -342,14 +356,27 @@ class DeliveryWorker:
         while True:
             await self._settle_ready.wait()
             self._settle_ready.clear()
-            await self._flush()
+            if not await self._flush():  # kept in _pending: try again a little later
+                await asyncio.sleep(SETTLE_RETRY_S)
+                self._settle_ready.set()
 
-    async def _flush(self) -> None:
+    async def _flush(self) -> bool:
+        """Store pending settlements; False when the store could not take them now."""
         while self._pending:
             batch, self._pending = self._pending, []
             try:
                 await self.store.settle_deliveries(batch, self.clock())
+            except StoreUnavailableError as exc:
+                self._pending[:0] = batch  # kept, in order, for the next try
+                if not self._settle_failing:
+                    log.warning("settling deliveries failed (%s); trying again until it works", exc)
+                self._settle_failing = True
+                return False
             except Exception:
                 # the leases run out and the deliveries are tried again: at-least-once
                 log.exception("settling %d deliveries failed", len(batch))
-                return
+                return True
+            if self._settle_failing:
+                self._settle_failing = False
+                log.warning("settling deliveries works again")
+        return True
