@@ -44,6 +44,7 @@ from segue.metrics import CONTENT_TYPE_LATEST, Metrics
 from segue.store import Store
 from segue.store.factory import open_store
 from segue.timeutil import now_ms
+from segue.unavailable import AnswerUnavailable, health_response, tracking_body
 
 log = logging.getLogger("segue")
 
@@ -71,6 +72,11 @@ class Segue:
     _web: ASGIApp | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _worker_task: asyncio.Task[None] | None = None
+    _v1: ASGIApp = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # a store that cannot write (a full disk) answers 503, not 500: segue.unavailable
+        self._v1 = AnswerUnavailable(self.tracking, tracking_body)
 
     @classmethod
     def build(
@@ -163,8 +169,10 @@ class Segue:
         if any(app.is_function for app in self.catalog.apps()):
             await self.functions.start()  # otherwise on the first function call
         admin = AdminAPI(self.store, self.sources, self).app()
-        self._admin = BearerTokenGuard(admin, token, public=frozenset({"/api/v1/openapi.json"}))
-        self._web = WebUI(self, token).app()
+        self._admin = AnswerUnavailable(
+            BearerTokenGuard(admin, token, public=frozenset({"/api/v1/openapi.json"}))
+        )
+        self._web = AnswerUnavailable(WebUI(self, token).app())
         self._tasks.append(asyncio.create_task(self._prune_dedup_forever()))
         self._tasks.append(asyncio.create_task(self._refresh_catalog_forever()))
         if self.worker is not None:
@@ -221,13 +229,13 @@ class Segue:
                         send, 404, {"message": "this node only delivers (--role deliver)"}
                     )
                     return
-                await self.tracking(scope, receive, send)
+                await self._v1(scope, receive, send)
             elif path.startswith("/api/v1/") or path == "/api/v1":
                 await self._admin_app(scope, receive, send)
             elif is_analytics_js_path(path):  # analytics.js from an installed npm package
                 await serve_analytics_js(scope, send)
             elif path == "/health":
-                await send_json(send, 200, {"status": "ok", "store": _dialect(self.store)})
+                await self._health(send)
             elif path == "/metrics":
                 await send_bytes(send, 200, self.metrics.render(), CONTENT_TYPE_LATEST.encode())
             elif path.startswith("/ui/") or path == "/ui" or (path == "/" and _wants_html(scope)):
@@ -242,6 +250,11 @@ class Segue:
                 await send_json(send, 404, {"message": f"nothing at {path}"})
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    async def _health(self, send: Send) -> None:
+        """200 while the store can write; 503 with the reason when it cannot."""
+        status, body, headers = health_response(await self.store.health(), _dialect(self.store))
+        await send_json(send, status, body, headers)
 
     async def _admin_app(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._admin is None:
