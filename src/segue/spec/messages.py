@@ -10,7 +10,7 @@ import math
 from typing import Any
 
 from segue.spec.codes import Rejection, RejectionCode
-from segue.spec.timestamps import parse_timestamp
+from segue.spec.timestamps import out_of_range, parse_timestamp
 
 MESSAGE_TYPES: frozenset[str] = frozenset({"identify", "track", "page", "screen", "group", "alias"})
 """What clients may send."""
@@ -21,6 +21,7 @@ DELIVERABLE_TYPES: frozenset[str] = MESSAGE_TYPES | {"delete"}
 _TYPE_LIST = ", ".join(sorted(MESSAGE_TYPES))
 _TIMESTAMP_KEYS = ("timestamp", "originalTimestamp", "sentAt")
 _MAX_MESSAGE_ID = 100
+_QUOTED_CHARS = 40
 # Integers this large are no one's id, and str() of huge ints is slow (then refused).
 _MAX_ID_INT: int = 10**_MAX_MESSAGE_ID
 _MESSAGE_ID_INT_HIGH: int = 10 ** (_MAX_MESSAGE_ID - 1)  # 100 digits is too long
@@ -51,6 +52,18 @@ def _is_id(value: object) -> bool:
     if isinstance(value, int):
         return -_MAX_ID_INT < value < _MAX_ID_INT
     return isinstance(value, float) and math.isfinite(value)
+
+
+def _quoted(value: object) -> str:
+    """A client's value for an error sentence: short strings quoted, anything else named.
+
+    Never the repr of a big value: it could be 32 KB long, or nested too deep to print.
+    """
+    if value is None:
+        return "None"
+    if isinstance(value, str):
+        return repr(value) if len(value) <= _QUOTED_CHARS else repr(value[:_QUOTED_CHARS]) + "…"
+    return f"({_json_type(value)})"
 
 
 def _present(value: object) -> bool:
@@ -182,6 +195,11 @@ def _check_envelope(message: dict[str, Any]) -> Rejection | None:
     for key in _TIMESTAMP_KEYS:
         value = message.get(key)
         if value is not None and parse_timestamp(value) is None:
+            if out_of_range(value):
+                return _reject(
+                    RejectionCode.BAD_REQUEST,
+                    f"`{key}` is out of range: in UTC it must fall in the years 1 to 9999",
+                )
             return _reject(RejectionCode.BAD_REQUEST, f"`{key}` is not an ISO-8601 date-time")
     return None
 
@@ -197,7 +215,8 @@ def validate(message: dict[str, Any]) -> Rejection | None:
     kind = message.get("type")
     if not isinstance(kind, str) or kind not in MESSAGE_TYPES:
         return _reject(
-            RejectionCode.BAD_REQUEST, f"unsupported type {kind!r}; expected one of {_TYPE_LIST}"
+            RejectionCode.BAD_REQUEST,
+            f"unsupported type {_quoted(kind)}; expected one of {_TYPE_LIST}",
         )
     return (
         _check_identity(kind, message)

@@ -6,7 +6,13 @@ Everything here sits on the ingest hot path, so it leans on the C-implemented
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+EARLIEST = datetime.min.replace(tzinfo=UTC)
+"""0001-01-01T00:00:00.000Z: the earliest time segue can store."""
+LATEST = datetime.max.replace(tzinfo=UTC)
+"""9999-12-31T23:59:59.999Z (as formatted): the latest time segue can store."""
+_NO_DELAY = timedelta(0)
 
 
 def parse_timestamp(value: object) -> datetime | None:
@@ -37,6 +43,20 @@ def parse_timestamp(value: object) -> datetime | None:
         return dt.astimezone(UTC)
     except (OverflowError, ValueError):
         return None
+
+
+def out_of_range(value: object) -> bool:
+    """A date-time that parses but falls before year 1 or after 9999 once moved to UTC.
+
+    ``parse_timestamp`` returns None for these too; this tells them from non-dates.
+    """
+    if type(value) is not str:
+        return False
+    try:
+        dt: datetime | None = datetime.fromisoformat(value)
+    except ValueError:
+        dt = _parse_lenient(value)
+    return dt is not None and parse_timestamp(dt) is None
 
 
 def _parse_lenient(text: str) -> datetime | None:
@@ -98,7 +118,13 @@ def corrected_timestamp(
     The client's own clock measured how long the event waited before sending;
     applying that delay to the server's arrival time removes the client's offset.
     Without ``sent_at`` there is nothing to correct with, so ``original`` stands.
+    A result before year 1 or after year 9999 (a client clock centuries off) is
+    clamped to :data:`EARLIEST` or :data:`LATEST`.
     """
     if sent_at is None:
         return original
-    return received_at - (sent_at - original)
+    delay = sent_at - original  # years 1-9999 apart at most: always a valid timedelta
+    try:
+        return received_at - delay
+    except OverflowError:
+        return EARLIEST if delay > _NO_DELAY else LATEST
