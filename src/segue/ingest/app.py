@@ -6,12 +6,10 @@ are committed; bad input gets a 4xx with Segment's rejection code and a message.
 
 from __future__ import annotations
 
-import base64
-import binascii
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs
 
 import orjson
 
@@ -27,16 +25,19 @@ from segue.ingest.body import (
 from segue.ingest.browser import is_browser_route, serve_browser_route
 from segue.ingest.cors import CORS, PREFLIGHT
 from segue.ingest.pipeline import BatchFields, Ingestor, IngestOutcome, ItemRejection
+from segue.ingest.pixel import PIXEL_GIF, PixelDataError, pixel_message
 from segue.ingest.ratelimit import RateLimiter
 from segue.ingest.rejections import Rejected, RejectionLog
 from segue.ingest.sources import SourceDirectory
 from segue.metrics import Metrics
-from segue.spec import IngestContext, RejectionCode
+from segue.spec import IngestContext, RejectionCode, wire
 from segue.store import Source
 
 MAX_SINGLE_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
 MAX_BATCH_EVENTS = 2500
+
+log = logging.getLogger("segue.ingest")
 
 _SINGLE_ROUTES = {
     "identify": ("identify", None),
@@ -58,8 +59,6 @@ _BATCH_ROUTES = frozenset({"batch", "import", "b"})
 _OK = orjson.dumps({"success": True})
 _CORS = CORS
 _PREFLIGHT = PREFLIGHT
-# A transparent 1x1 GIF, what Segment's pixel endpoint answers.
-PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 
 
 class IngestError(Exception):
@@ -204,21 +203,32 @@ class TrackingAPI:
         return await self.ingestor.ingest(source, items, ctx, batch, check_item_size=check_size)
 
     async def _pixel(self, scope: Scope, send: Send, type_: str) -> None:
-        """``GET /v1/pixel/track?data=<base64 JSON>``: always a GIF, events stored if valid."""
+        """``GET /v1/pixel/track?data=<base64 JSON>``: always a GIF, events stored if valid.
+
+        A pixel never fails, whatever it carries: the browser can do nothing with an
+        error. Refused events only show in ``segue_events_rejected_total``.
+        """
         try:
-            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-            # parse_qs reads a raw "+" as a space; email templates paste base64 unencoded
-            data_param = query["data"][0].replace(" ", "+")
-            raw = base64.b64decode(_padded(data_param.replace("-", "+").replace("_", "/")))
-            data = orjson.loads(raw)
-            if isinstance(data, dict) and type_ in _SINGLE_ROUTES:
-                source = await self._authenticate(scope, data)
-                data["type"] = _SINGLE_ROUTES[type_][0]
-                ctx = self._context(scope, source, datetime.now(UTC), "browser")
-                await self.ingestor.ingest(source, [data], ctx)
-        except (KeyError, ValueError, binascii.Error, IngestError, orjson.JSONDecodeError):
-            pass  # a pixel never fails: the browser cannot do anything with an error
+            await self._pixel_event(scope, type_)
+        except IngestError as error:
+            if self.metrics is not None and not error.counted:
+                self.metrics.events_rejected.labels(error.code.value).inc()
+        except Exception:  # the GIF goes out all the same
+            log.exception("a pixel event could not be ingested")
         await send_bytes(send, 200, PIXEL_GIF, b"image/gif", _CORS)
+
+    async def _pixel_event(self, scope: Scope, type_: str) -> None:
+        route = _SINGLE_ROUTES.get(type_)
+        if route is None:
+            raise IngestError(404, RejectionCode.BAD_REQUEST, f"no pixel type {type_[:40]!r}")
+        try:
+            data = pixel_message(scope.get("query_string", b""), MAX_SINGLE_BYTES)
+        except PixelDataError as exc:
+            raise IngestError(400, RejectionCode.BAD_REQUEST, str(exc)) from None
+        source = await self._authenticate(scope, data)
+        data["type"] = route[0]
+        ctx = self._context(scope, source, datetime.now(UTC), "browser")
+        await self.ingestor.ingest(source, [data], ctx)  # counts what it refuses
 
     async def _authenticate(self, scope: Scope, data: dict[str, Any]) -> Source:
         key = resolve_write_key(header(scope, b"authorization"), data.pop("writeKey", None))
@@ -297,7 +307,7 @@ class TrackingAPI:
 async def _read_json(scope: Scope, receive: Receive, limit: int) -> tuple[dict[str, Any], int]:
     """The body as a JSON object, whatever the Content-Type (analytics.js sends text/plain)."""
     length = header(scope, b"content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
+    if length is not None and _declares_more_than(length.strip(), limit):
         raise _too_large(limit)
     try:
         body = decode_content(
@@ -308,8 +318,8 @@ async def _read_json(scope: Scope, receive: Receive, limit: int) -> tuple[dict[s
     except BadEncodingError as exc:
         raise IngestError(400, RejectionCode.BAD_REQUEST, str(exc)) from None
     try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        data = wire.decode(body)  # integers of any size stay exact
+    except wire.JSONError as exc:
         raise IngestError(
             400, RejectionCode.BAD_REQUEST, f"the body is not valid JSON: {exc}"
         ) from None
@@ -329,8 +339,11 @@ def _item(items: object, index: int) -> object:
     return items[index] if isinstance(items, list) and 0 <= index < len(items) else None
 
 
-def _padded(text: str) -> str:
-    return text + "=" * (-len(text) % 4)
+def _declares_more_than(length: str, limit: int) -> bool:
+    """A Content-Length over ``limit``; ASCII digits only (``"²".isdigit()`` is true)."""
+    if not (length.isascii() and length.isdigit()):
+        return False  # not a length: the body is read under the cap all the same
+    return len(length) > len(str(limit)) or int(length) > limit
 
 
 def _raise_for_rejections(outcome: IngestOutcome) -> None:

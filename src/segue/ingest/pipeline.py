@@ -6,18 +6,19 @@ response, so the same pipeline serves every route (and tests without sockets).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from segue.metrics import Metrics
-from segue.spec import IngestContext, Rejection, RejectionCode, normalize, validate
+from segue.spec import IngestContext, Rejection, RejectionCode, normalize, validate, wire
 from segue.store import NewEvent, Source, Store
 from segue.timeutil import to_ms
 
 MAX_EVENT_BYTES = 32 * 1024
+
+log = logging.getLogger("segue.ingest")
 
 Router = Callable[[Source, dict[str, Any]], tuple[str, ...]]
 """Given a normalised event, the ids of the destinations it must be delivered to."""
@@ -89,29 +90,11 @@ class Ingestor:
         events: list[NewEvent] = []
         received_at_ms = to_ms(ctx.received_at)
         for index, item in enumerate(items):
-            problem = self._check(item, check_item_size)
-            if problem is not None:
-                outcome.rejections.append(ItemRejection(index, problem.code, problem.message))
-                continue
-            message = normalize(
-                item,
-                ctx,
-                batch_sent_at=batch.sent_at,
-                batch_context=batch.context,
-                batch_integrations=batch.integrations,
-            )
-            events.append(
-                NewEvent(
-                    source_id=source.id,
-                    message_id=message["messageId"],
-                    type=message["type"],
-                    received_at_ms=received_at_ms,
-                    payload=orjson.dumps(message),
-                    user_id=message.get("userId"),
-                    anonymous_id=message.get("anonymousId"),
-                    destinations=self.router(source, message),
-                )
-            )
+            prepared = self._prepare(source, item, ctx, batch, received_at_ms, check_item_size)
+            if isinstance(prepared, Rejection):
+                outcome.rejections.append(ItemRejection(index, prepared.code, prepared.message))
+            else:
+                events.append(prepared)
         if events:
             stored = await self._store.append_events(events, dedup_window_ms=self._dedup_window_ms)
             outcome.accepted = sum(stored)
@@ -123,10 +106,56 @@ class Ingestor:
         self._count(source, outcome)
         return outcome
 
+    def _prepare(
+        self,
+        source: Source,
+        item: Any,
+        ctx: IngestContext,
+        batch: BatchFields,
+        received_at_ms: int,
+        check_size: bool,
+    ) -> NewEvent | Rejection:
+        """One item: the event to store, or why it is refused.
+
+        Whatever an item holds, it costs only itself: the other items of its batch
+        are kept. The client-facing steps (validate, normalise, encode) are pure, so
+        an exception in them is caused by the item; it is logged and refuses the item.
+        """
+        try:
+            problem = self._check(item, check_size)
+            if problem is not None:
+                return problem
+            message = normalize(
+                item,
+                ctx,
+                batch_sent_at=batch.sent_at,
+                batch_context=batch.context,
+                batch_integrations=batch.integrations,
+            )
+            payload = wire.encode(message)
+        except wire.JSONError as exc:
+            return Rejection(RejectionCode.BAD_REQUEST, f"the event cannot be stored: {exc}")
+        except Exception as exc:  # a defect of segue's: refuse the item, keep the batch
+            log.exception("an event could not be ingested")
+            return Rejection(
+                RejectionCode.BAD_REQUEST,
+                f"segue could not process the event ({type(exc).__name__})",
+            )
+        return NewEvent(
+            source_id=source.id,
+            message_id=message["messageId"],
+            type=message["type"],
+            received_at_ms=received_at_ms,
+            payload=payload,
+            user_id=message.get("userId"),
+            anonymous_id=message.get("anonymousId"),
+            destinations=self.router(source, message),
+        )
+
     def _check(self, item: Any, check_size: bool) -> Rejection | None:
         if not isinstance(item, dict):
             return Rejection(RejectionCode.BAD_REQUEST, "every event must be a JSON object")
-        if check_size and len(orjson.dumps(item)) > self._max_event_bytes:
+        if check_size and len(wire.encode(item)) > self._max_event_bytes:
             return Rejection(
                 RejectionCode.BAD_REQUEST,
                 f"the event is larger than {self._max_event_bytes // 1024} KB",

@@ -22,6 +22,8 @@ from typing import Any
 
 import orjson
 
+from segue.spec import wire
+
 PER_SOURCE = 200
 PREVIEW_CHARS = 500
 _MAX_ITEMS = 50
@@ -134,10 +136,14 @@ def preview(payload: Any, limit: int = PREVIEW_CHARS) -> str:
     """The first ``limit`` characters of the payload's JSON, without any write key."""
     if payload is None:
         return ""
+    scrubbed = _scrub(payload)  # at most 21 levels, 50 items each: safe to print
     try:
-        text = orjson.dumps(_scrub(payload), option=orjson.OPT_NON_STR_KEYS).decode()
+        text = orjson.dumps(scrubbed, option=orjson.OPT_NON_STR_KEYS).decode()
     except (TypeError, orjson.JSONEncodeError):
-        text = repr(payload)
+        try:  # integers beyond 64 bits
+            text = wire.encode(scrubbed).decode()
+        except wire.JSONError:
+            text = repr(scrubbed)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
