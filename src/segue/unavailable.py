@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from segue.asgi import ASGIApp, Headers, Message, Receive, Scope, Send, send_json
+from segue.ingest.cors import CORS
 from segue.store import StoreHealth, StoreUnavailableError
 
 RETRY_AFTER_S = 5
@@ -22,12 +23,6 @@ RETRY_AFTER_S = 5
 
 TRACKING_CODE = "store_unavailable"
 _RETRY_AFTER: Headers = [(b"retry-after", str(RETRY_AFTER_S).encode())]
-# the Tracking API's CORS headers: a browser SDK can read the answer and Retry-After
-_CORS: Headers = [
-    (b"access-control-allow-origin", b"*"),
-    (b"access-control-allow-credentials", b"false"),
-    (b"access-control-expose-headers", b"retry-after"),
-]
 
 Body = Callable[[StoreUnavailableError], tuple[dict[str, Any], Headers]]
 
@@ -38,7 +33,8 @@ def tracking_body(error: StoreUnavailableError) -> tuple[dict[str, Any], Headers
         f"segue cannot store events right now: {error}."
         " Nothing from this request was stored; send it again later."
     )
-    return {"success": False, "code": TRACKING_CODE, "message": message}, _CORS
+    # the Tracking API's CORS headers: a browser SDK can read the answer and Retry-After
+    return {"success": False, "code": TRACKING_CODE, "message": message}, CORS
 
 
 def admin_body(error: StoreUnavailableError) -> tuple[dict[str, Any], Headers]:
