@@ -5,6 +5,7 @@ httpx with a cookie jar stands in for the browser (Playwright tests come later).
 
 from __future__ import annotations
 
+import html
 import re
 import time
 import uuid
@@ -190,11 +191,14 @@ def test_create_a_source_rotate_its_key_and_disable_it(signed_in: httpx.Client) 
     old_key = re.search(r'id="write-key" class="key">([A-Za-z0-9]{32})<', page.text)
     assert old_key
     key = old_key.group(1)
-    # the snippets point at this server with this key
-    assert f'analytics.write_key = "{key}"' in page.text.replace("&#34;", '"')
-    host = http.base_url.host
-    assert f"{host}:{http.base_url.port}/v1" in page.text
-    assert "analytics.load(" in page.text and "cdnSettings" in page.text
+    # the snippets point at this server with this key, and nothing at Segment's CDN
+    text = html.unescape(page.text)
+    url = f"http://{http.base_url.host}:{http.base_url.port}"
+    assert f'analytics.write_key = "{key}"' in text
+    assert f'var segue = "{url}";' in text and f'var writeKey = "{key}";' in text
+    assert 'segue + "/analytics.js/v1/" + key + "/analytics.min.js"' in text
+    assert "analytics._cdn = segue;" in text and f'cdnURL: "{url}"' in text
+    assert "cdn.segment.com" not in text
 
     def track(write_key: str) -> int:
         body = {"userId": "u1", "event": "Web UI"}

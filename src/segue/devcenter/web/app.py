@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote
 
-import orjson
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -30,6 +29,7 @@ from segue.devcenter.responses import JSONResponse, allow_every_method
 from segue.devcenter.web import app_pages, destination_pages
 from segue.devcenter.web.csrf import FIELD, HEADER, csrf_ok
 from segue.devcenter.web.session import COOKIE, Session, SessionSigner
+from segue.devcenter.web.snippets import snippets
 from segue.ingest.rejections import RejectionEntry
 from segue.store import EventQuery, Source, SourceExistsError, SourceKind, StoredEvent
 
@@ -292,7 +292,7 @@ class WebUI:
             source=source,
             count=await self.segue.store.count_events(source.id),
             notice=_NOTICES.get(request.query_params.get("done", "")),
-            snippets=_snippets(source.write_key, f"{scheme}://{host}", host, scheme),
+            snippets=snippets(source.write_key, f"{scheme}://{host}"),
             destinations=[d for d in self.segue.catalog.destinations() if source.name in d.sources],
         )
 
@@ -467,42 +467,3 @@ def _format_time(ms: int) -> str:
 
     moment = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
     return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d} UTC"
-
-
-def _snippets(write_key: str, url: str, host: str, scheme: str) -> dict[str, str]:
-    key = orjson.dumps(write_key).decode()
-    api_host = orjson.dumps(f"{host}/v1").decode()
-    protocol = orjson.dumps(scheme).decode()
-    return {
-        "analytics_js": (
-            "// Paste Segment's analytics.js snippet, then replace its analytics.load(...)\n"
-            "// line with this one: events go to this segue server instead of Segment.\n"
-            f"analytics.load({key}, {{\n"
-            f'  integrations: {{ "Segment.io": {{ apiHost: {api_host}, protocol: {protocol} }} }}\n'
-            "});\n"
-        ),
-        "analytics_next": (
-            "// CDN-free: npm install @segment/analytics-next, bundle it with your app,\n"
-            "// and give the settings inline so nothing is fetched from cdn.segment.com.\n"
-            'import { AnalyticsBrowser } from "@segment/analytics-next";\n\n'
-            "export const analytics = AnalyticsBrowser.load(\n"
-            "  {\n"
-            f"    writeKey: {key},\n"
-            "    cdnSettings: {\n"
-            f'      integrations: {{ "Segment.io": {{ apiKey: {key}, apiHost: {api_host}, '
-            f"protocol: {protocol} }} }},\n"
-            "    },\n"
-            "  },\n"
-            '  { integrations: { "Segment.io": '
-            f"{{ apiHost: {api_host}, protocol: {protocol} }} }} }},\n"
-            ");\n"
-        ),
-        "python": (
-            "# pip install segment-analytics-python\n"
-            "import segment.analytics as analytics\n\n"
-            f"analytics.write_key = {key}\n"
-            f"analytics.host = {orjson.dumps(url).decode()}\n\n"
-            'analytics.track("user-123", "Signed Up", {"plan": "pro"})\n'
-            "analytics.flush()\n"
-        ),
-    }
