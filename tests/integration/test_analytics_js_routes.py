@@ -206,7 +206,11 @@ def test_bundles_are_served_and_nothing_else(client: httpx.Client) -> None:
         "/analytics.js/v1/wk_web/other.js",
     ):
         assert client.get(path).status_code == 404, path
-    assert client.post(f"/analytics-next/bundles/{BUNDLE}").status_code == 405
+    refused = client.post(f"/analytics-next/bundles/{BUNDLE}")
+    assert refused.status_code == 405 and refused.headers["allow"] == "GET, HEAD"
+    head = client.head(f"/analytics-next/bundles/{BUNDLE}")
+    assert head.status_code == 200 and head.content == b""
+    assert int(head.headers["content-length"]) > 0
 
 
 def test_without_the_package_the_library_paths_say_how_to_install_it(tmp_path: Path) -> None:

@@ -60,8 +60,9 @@ _cache: dict[tuple[Path, bool], _File] = {}
 async def serve_analytics_js(scope: Scope, send: Send) -> None:
     """Answer a request under :data:`PREFIXES` from the installed package."""
     path: str = scope["path"]
-    if scope["method"] != "GET":
-        await send_json(send, 405, {"message": f"use GET for {path}"}, [(b"allow", b"GET")])
+    if scope["method"] not in ("GET", "HEAD"):  # the server leaves out a HEAD's body
+        allow = [(b"allow", b"GET, HEAD")]
+        await send_json(send, 405, {"message": f"use GET for {path}"}, allow)
         return
     if _LOADER.fullmatch(path):
         name, cache_control = "standalone.js", _LOADER_CACHE
