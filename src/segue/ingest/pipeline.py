@@ -155,7 +155,7 @@ class Ingestor:
     def _check(self, item: Any, check_size: bool) -> Rejection | None:
         if not isinstance(item, dict):
             return Rejection(RejectionCode.BAD_REQUEST, "every event must be a JSON object")
-        if check_size and len(wire.encode(item)) > self._max_event_bytes:
+        if check_size and len(wire.encode(item, check_depth=False)) > self._max_event_bytes:
             return Rejection(
                 RejectionCode.BAD_REQUEST,
                 f"the event is larger than {self._max_event_bytes // 1024} KB",

@@ -42,6 +42,8 @@ _ESCAPE = re.compile(
 )
 _LONE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 _REPLACEMENT = rb"\ufffd"
+_BRACKETS = b"{["
+_TOO_DEEP = f"it nests objects and arrays more than {MAX_DEPTH} levels deep"
 
 
 class JSONError(ValueError):
@@ -75,25 +77,39 @@ def _replace_lone_surrogate(match: re.Match[bytes]) -> bytes:
     return _REPLACEMENT if match.group(1) else match.group(0)
 
 
-def encode(value: Any) -> bytes:
-    """Serialize a decoded value; raises :class:`JSONError` if it nests over MAX_DEPTH."""
+def encode(value: Any, *, check_depth: bool = True) -> bytes:
+    """Serialize a decoded value; raises :class:`JSONError` if it nests over MAX_DEPTH.
+
+    ``check_depth=False`` skips the depth check when orjson can write the value (to
+    measure an event's size, say); the depth of what orjson refuses is always checked.
+    """
     try:
-        data: bytes | None = orjson.dumps(value)
+        data = orjson.dumps(value)
     except orjson.JSONEncodeError:
-        data = None  # too deep for orjson, or an integer beyond 64 bits
-    if _may_be_too_deep(data) and nesting_depth(value) > MAX_DEPTH:
-        raise JSONError(f"it nests objects and arrays more than {MAX_DEPTH} levels deep")
-    if data is not None:
-        return data
+        return _encode_slowly(value)  # too deep for orjson, or an integer beyond 64 bits
+    if check_depth and _may_be_too_deep(data) and nesting_depth(value) > MAX_DEPTH:
+        raise JSONError(_TOO_DEEP)
+    return data
+
+
+def _encode_slowly(value: Any) -> bytes:
+    if nesting_depth(value) > MAX_DEPTH:
+        raise JSONError(_TOO_DEEP)
     try:
         return _encoder.encode(value)
     except (msgspec.EncodeError, TypeError, ValueError, RecursionError) as exc:
         raise JSONError(f"it cannot be written as JSON ({exc})") from None
 
 
-def _may_be_too_deep(data: bytes | None) -> bool:
-    """Nesting D levels takes at least D brackets: with fewer (most events), no walk."""
-    return data is None or data.count(b"{") + data.count(b"[") > MAX_DEPTH
+def _may_be_too_deep(data: bytes) -> bool:
+    """Nesting D levels takes at least D opening brackets (and 2D bytes): with fewer, no walk.
+
+    Most events have a few dozen brackets. Deleting them and comparing lengths is the
+    cheapest count in CPython (about 0.4 us for a 600-byte event; two ``count`` calls
+    take 0.55 us).
+    """
+    size = len(data)
+    return size > 2 * MAX_DEPTH and size - len(data.translate(None, _BRACKETS)) > MAX_DEPTH
 
 
 def nesting_depth(value: Any, stop_after: int = MAX_DEPTH) -> int:
