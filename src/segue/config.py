@@ -69,6 +69,12 @@ class ServerConfig:
     dedup_window_s: int = DEFAULT_DEDUP_WINDOW_S
     trust_forwarded_for: bool = False
     lease_s: int = 30  # a claimed delivery belongs to its worker this long (renewed)
+    # slow and greedy clients (docs/operations.md): per connection, per process
+    header_timeout_s: float = 10.0  # the request head must arrive within this
+    body_timeout_s: float = 10.0  # longest pause while a request body is expected
+    max_header_bytes: int = 64 * 1024  # request line + headers; more is answered 431
+    max_headers: int = 100  # more is answered 431
+    max_connections: int = 0  # 0: three quarters of the open-file limit
     config_path: Path | None = None  # the file this was read from: secret, like the data dir
     sources: tuple[SourceConfig, ...] = field(default_factory=tuple)
     apps: tuple[dict[str, Any], ...] = field(default_factory=tuple)
@@ -94,6 +100,11 @@ _SERVER_KEYS: dict[str, tuple[str, type]] = {
     "dedup_window": ("dedup_window_s", int),
     "trust_forwarded_for": ("trust_forwarded_for", bool),
     "lease": ("lease_s", int),
+    "header_timeout": ("header_timeout_s", float),
+    "body_timeout": ("body_timeout_s", float),
+    "max_header_size": ("max_header_bytes", int),
+    "max_headers": ("max_headers", int),
+    "max_connections": ("max_connections", int),
 }
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 _SOURCE_KEYS = {"name", "write_key", "kind", "rate_limit", "enabled"}
@@ -242,6 +253,8 @@ def _egress(raw: object, origin: str) -> EgressConfig:
 def _is_type(value: object, expected: type) -> bool:
     if expected is int:  # bool is an int in Python, not in TOML
         return isinstance(value, int) and not isinstance(value, bool)
+    if expected is float:  # a whole number of seconds is a number of seconds too
+        return isinstance(value, int | float) and not isinstance(value, bool)
     return isinstance(value, expected)
 
 
@@ -291,6 +304,12 @@ def _check(config: ServerConfig, origin: str) -> None:
         raise ConfigError(f"{origin}: dedup_window must be a number of seconds")
     if config.lease_s < 1:
         raise ConfigError(f"{origin}: lease must be at least 1 second")
+    if not (0 < config.header_timeout_s <= 3600 and 0 < config.body_timeout_s <= 3600):
+        raise ConfigError(f"{origin}: header_timeout and body_timeout must be 0-3600 seconds")
+    if config.max_header_bytes < 1024 or config.max_headers < 1:
+        raise ConfigError(f"{origin}: max_header_size must be ≥ 1024, max_headers ≥ 1")
+    if config.max_connections < 0:
+        raise ConfigError(f"{origin}: max_connections must be ≥ 0 (0: automatic)")
     if config.database_url is not None:
         from segue.store.factory import check_database_url
 
