@@ -24,6 +24,10 @@ from rich.table import Table
 from segue.app import Segue
 from segue.bootstrap import BootReport
 from segue.config import ConfigError, ServerConfig
+from segue.connection_budget import ConnectionBudget, connection_limit, raise_open_file_limit
+from segue.http_server import ClientLimits, protocol_class
+
+log = logging.getLogger("segue")
 
 
 def banner(config: ServerConfig, report: BootReport, console: Console) -> None:
@@ -76,14 +80,33 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+def _http_protocol(config: ServerConfig) -> type[asyncio.Protocol]:
+    """httptools with segue's limits for slow and greedy clients (docs/operations.md)."""
+    fd_limit = raise_open_file_limit()
+    budget = ConnectionBudget(connection_limit(config.max_connections, fd_limit))
+    log.info("up to %d client connections (open-file limit %d)", budget.limit, fd_limit)
+    limits = ClientLimits(
+        header_timeout_s=float(config.header_timeout_s),
+        body_timeout_s=float(config.body_timeout_s),
+        max_header_bytes=config.max_header_bytes,
+        max_headers=config.max_headers,
+    )
+    return protocol_class(limits, budget)
+
+
 def run(config: ServerConfig, console: Console | None = None) -> None:
     """Start, print the banner once the store is ready, serve until a signal."""
     console = console or Console()
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     segue = Segue.build(config)
     uv_config = uvicorn.Config(
         segue,
         host=config.host,
         port=config.port,
+        http=_http_protocol(config),
+        ws="none",  # segue serves no WebSocket
         lifespan="on",
         access_log=False,
         log_level="warning",
@@ -108,9 +131,6 @@ def run(config: ServerConfig, console: Console | None = None) -> None:
         banner(config, report, console)
         await server.serve()
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     try:
         import uvloop
     except ImportError:  # uvloop is optional (not on Windows)
