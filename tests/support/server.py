@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -45,6 +46,7 @@ class SegueProcess:
     port: int = field(default_factory=free_port)
     config_text: str = f'[[sources]]\nname = "test"\nwrite_key = "{WRITE_KEY}"\n'
     extra_env: dict[str, str] = field(default_factory=dict)
+    fd_limit: int | None = None  # the server's open-file limit (soft and hard)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -75,10 +77,15 @@ class SegueProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
+            preexec_fn=self._limit_fds if self.fd_limit else None,
         )
         log.close()
         self.wait_ready(timeout)
         return self
+
+    def _limit_fds(self) -> None:
+        assert self.fd_limit is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.fd_limit, self.fd_limit))
 
     def wait_ready(self, timeout: float) -> None:
         """Poll /health until the server answers (or died, or the timeout passed)."""
